@@ -1,0 +1,210 @@
+"""The HTTP API: REST intake for portals, message status and trail, operator actions, health.
+
+Handlers are async; database work and XML parsing run in the thread pool, never on the event loop.
+``POST /api/v1/messages`` answers ``202`` only after the message and its first event are committed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from hub import operations, store
+from hub.api import problems
+from hub.api.problems import PROBLEM_JSON, Problem
+from hub.api.views import message_detail, message_summary
+from hub.auth import Principal, authenticate
+from hub.config import HubConfig
+from hub.db import ping
+from hub.models import Message
+from hub.pipeline.verify import is_xml
+from hub.statemachine import IllegalTransition, Status
+from hub.xmlsafe import XmlLimits, XmlRejected, parse
+
+__all__ = ["create_app"]
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def create_app(
+    config: HubConfig,
+    engine: Engine,
+    *,
+    on_accept: Callable[[], None] | None = None,
+    lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
+) -> FastAPI:
+    """Build the app. ``on_accept`` is called after each new message (wakes an embedded worker);
+    ``lifespan_hooks`` = (start, stop) run with the server (start/stop the embedded worker)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if lifespan_hooks:
+            await run_in_threadpool(lifespan_hooks[0])
+        try:
+            yield
+        finally:
+            if lifespan_hooks:
+                await run_in_threadpool(lifespan_hooks[1])
+
+    app = FastAPI(title="xoev-hub", version="0.1.0", lifespan=lifespan)
+    app.state.config = config
+    problems.install(app)
+    limits = XmlLimits(max_bytes=config.api.max_body_bytes)
+
+    def base_url(request: Request) -> str:
+        return (config.api.public_url or str(request.base_url)).rstrip("/")
+
+    def visible(message: Message | None, who: Principal, message_id: uuid.UUID) -> Message:
+        if message is None or (who.kind == "sender" and (message.tenant, message.sender) != (who.tenant, who.name)):
+            raise Problem(404, "message-not-found", "Message not found", f"no message {message_id} is visible to you")
+        return message
+
+    @app.post("/api/v1/messages", status_code=202, responses={200: {}, 202: {}})
+    async def submit(
+        request: Request,
+        who: Auth,
+        idempotency_key: Annotated[str | None, Header()] = None,
+        x_sender_reference: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> JSONResponse:
+        if who.kind != "sender":
+            raise Problem(403, "not-a-sender", "Not a sender", "only sender tokens can submit messages")
+        content_type = request.headers.get("content-type", "")
+        if not is_xml(content_type):
+            raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                          f"send the message as application/xml (got {content_type or 'no Content-Type'})")
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                          "the Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+        body = await _read_capped(request, config.api.max_body_bytes)
+        try:
+            await run_in_threadpool(parse, body, limits)
+        except XmlRejected as exc:
+            slug = "empty-body" if exc.title == "Empty document" else "malformed-xml"
+            raise Problem(400, slug, exc.title, exc.detail, line=exc.line) from None
+        new = store.NewMessage(
+            tenant=who.tenant or "",
+            channel="rest",
+            sender=who.name,
+            parts=[store.Part("payload", content_type.split(";")[0].strip().lower(), body)],
+            idempotency_key=idempotency_key,
+            sender_reference=x_sender_reference,
+        )
+        try:
+            message, created = await run_in_threadpool(store.accept, engine, new, actor=f"sender:{who.name}")
+        except store.IdempotencyConflict as exc:
+            raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
+                          f"this Idempotency-Key was already used for message {exc.existing_id} with a different "
+                          "payload; use a new key for a new message", existing_message=str(exc.existing_id)) from None
+        if created and on_accept is not None:
+            on_accept()
+        base = base_url(request)
+        body_json = {"id": str(message.id), "status": message.status,
+                     "links": {"self": f"{base}/api/v1/messages/{message.id}"}}
+        headers = {"Location": body_json["links"]["self"]}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(body_json, status_code=202 if created else 200, headers=headers)
+
+    @app.get("/api/v1/messages/{message_id}")
+    async def show(message_id: uuid.UUID, request: Request, who: Auth) -> dict[str, Any]:
+        message = visible(await run_in_threadpool(store.get, engine, message_id), who, message_id)
+
+        def load() -> tuple[Any, Any]:
+            return store.events(engine, message_id), store.deliveries(engine, message_id)
+
+        events, deliveries = await run_in_threadpool(load)
+        return message_detail(message, events, deliveries, base_url(request))
+
+    @app.get("/api/v1/messages")
+    async def list_(
+        request: Request,
+        who: Auth,
+        status: Annotated[Status | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        sender = who.name if who.kind == "sender" else None
+        rows = await run_in_threadpool(
+            lambda: store.list_messages(engine, status=status, tenant=who.tenant, sender=sender, limit=limit)
+        )
+        base = base_url(request)
+        return {"items": [message_summary(m, base) for m in rows]}
+
+    @app.post("/api/v1/messages/{message_id}/requeue")
+    async def requeue(message_id: uuid.UUID, request: Request, who: Auth) -> dict[str, Any]:
+        if who.kind != "operator":
+            raise Problem(403, "not-an-operator", "Operators only", "requeueing needs an operator token")
+        visible(await run_in_threadpool(store.get, engine, message_id), who, message_id)
+        try:
+            await run_in_threadpool(lambda: operations.requeue(engine, message_id, operator=who.name))
+        except IllegalTransition:
+            raise Problem(409, "not-requeueable", "Message cannot be requeued",
+                          f"message {message_id} is not dead; only dead messages can be requeued") from None
+        if on_accept is not None:
+            on_accept()
+        return {"id": str(message_id), "status": Status.RETRY_WAIT.value}
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        try:
+            await run_in_threadpool(ping, engine)
+        except SQLAlchemyError as exc:
+            return JSONResponse(
+                {"type": problems.TYPE_PREFIX + "unhealthy", "title": "Database not reachable", "status": 503,
+                 "detail": f"the database did not answer: {type(exc).__name__}", "live": True, "database": "down"},
+                status_code=503, media_type=PROBLEM_JSON)
+        return JSONResponse({"status": "ok", "live": True, "database": "ok"})
+
+    @app.get("/health/live")
+    async def live() -> dict[str, Any]:
+        return {"status": "ok", "live": True}
+
+    return app
+
+
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; 401 problem otherwise."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="xoev-hub"'}
+    if not authorization:
+        raise Problem(401, "unauthorized", "Authentication required",
+                      "send an 'Authorization: Bearer <token>' header", headers=challenge)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "unauthorized", "Authentication required",
+                      "the Authorization header must use the Bearer scheme", headers=challenge)
+    found = authenticate(request.app.state.config, token.strip())
+    if found is None:
+        raise Problem(401, "invalid-token", "Invalid token",
+                      "the bearer token is not known to this hub", headers=challenge)
+    return found
+
+
+Auth = Annotated[Principal, Depends(principal)]
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """Read the body, refusing anything over ``limit`` bytes without reading it all into memory."""
+    declared = request.headers.get("content-length")
+    too_large = Problem(413, "payload-too-large", "Payload too large",
+                        f"the message must not exceed {limit} bytes")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "bad-content-length", "Invalid Content-Length", "Content-Length must be a number")
+        if int(declared) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)

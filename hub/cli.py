@@ -1,0 +1,260 @@
+"""``xhub``: the command line of xoev-hub.
+
+Every command reads the same configuration (``--config`` or ``XHUB_CONFIG``, default ``./hub.toml``);
+configuration errors end with exit code 2 and a message naming the file, key and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from hub import migrate, operations, store
+from hub.api.views import event_json
+from hub.auth import hash_token, new_token
+from hub.config import ConfigError, HubConfig, load_config
+from hub.runtime import SchemaOutdated, build_app, open_engine, server
+from hub.statemachine import IllegalTransition, Status
+from hub.worker import Worker, install_signal_handlers
+
+app = typer.Typer(help="xoev-hub: receive, validate, route and deliver XÖV and FIT-Connect messages.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+messages_app = typer.Typer(help="Inspect and repair messages.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for senders and operators.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(messages_app, name="messages")
+app.add_typer(token_app, name="token")
+
+_state: dict[str, Any] = {}
+
+
+@app.callback()
+def main(
+    config: Annotated[Path | None, typer.Option("--config", "-c", envvar="XHUB_CONFIG",
+                                                 help="configuration file (TOML)")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _state["config_path"] = config
+
+
+def _config() -> HubConfig:
+    if "config" not in _state:
+        try:
+            _state["config"] = load_config(_state.get("config_path"))
+        except ConfigError as exc:
+            typer.echo(f"xhub: {exc}", err=True)
+            raise typer.Exit(2) from None
+    config: HubConfig = _state["config"]
+    return config
+
+
+def _engine() -> Any:
+    try:
+        return open_engine(_config())
+    except SchemaOutdated as exc:
+        typer.echo(f"xhub: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default: api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: api.port)")] = None,
+    worker: Annotated[bool, typer.Option(help="run a worker in this process")] = True,
+) -> None:
+    """Run the API (and, by default, an embedded worker): the one-process set-up."""
+    config = _config()
+    engine = _engine()
+    application = build_app(config, engine, embedded_worker=worker and config.worker.embedded)
+    srv = server(application, host or config.api.host, port if port is not None else config.api.port)
+    typer.echo(f"xoev-hub listening on http://{srv.config.host}:{srv.config.port} ({engine.url.get_backend_name()})")
+    srv.run()
+
+
+@app.command("worker")
+def worker_cmd(
+    exit_when_idle: Annotated[bool, typer.Option(help="stop when nothing is due")] = False,
+    max_messages: Annotated[int | None, typer.Option(help="stop after this many messages")] = None,
+) -> None:
+    """Run a worker process. Start as many as you like, on as many machines as share the database."""
+    engine = _engine()
+    stop = threading.Event()
+    w = Worker(_config(), engine, stop=stop)
+    install_signal_handlers(stop)
+    stop_wake = threading.Thread(target=lambda: (stop.wait(), w.wake.set()), daemon=True)
+    stop_wake.start()
+    w.run(exit_when_idle=exit_when_idle, max_messages=max_messages)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending migrations."""
+    from hub.db import make_engine
+
+    config = _config()
+    engine = make_engine(config.database.url)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    typer.echo(f"database at revision {migrate.current_revision(engine)} (was {before or 'empty'})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this code needs."""
+    from hub.db import make_engine
+
+    engine = make_engine(_config().database.url)
+    typer.echo(f"database: {migrate.current_revision(engine) or 'empty'}; code: {migrate.head_revision()}")
+
+
+@app.command()
+def submit(
+    files: Annotated[list[Path], typer.Argument(help="XML files to submit", exists=True, dir_okay=False)],
+    url: Annotated[str, typer.Option(envvar="XHUB_URL", help="the hub's base URL")] = "http://127.0.0.1:8080",
+    token: Annotated[str, typer.Option(envvar="XHUB_TOKEN", help="sender token")] = "",
+    idempotency_key: Annotated[bool, typer.Option(help="send the file's SHA-256 as Idempotency-Key")] = True,
+) -> None:
+    """Send files to a running hub's REST intake. Exit 1 if any was refused."""
+    if not token:
+        typer.echo("xhub: a sender token is needed (--token or XHUB_TOKEN)", err=True)
+        raise typer.Exit(2)
+    failed = 0
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for path in files:
+            body = path.read_bytes()
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
+            if idempotency_key:
+                import hashlib
+
+                headers["Idempotency-Key"] = "sha256-" + hashlib.sha256(body).hexdigest()
+            try:
+                r = client.post("/api/v1/messages", content=body, headers=headers)
+            except httpx.TransportError as exc:
+                typer.echo(f"xhub: cannot reach {url}: {exc}", err=True)
+                raise typer.Exit(2) from None
+            if r.status_code in (200, 202):
+                data = r.json()
+                note = " (already submitted)" if r.status_code == 200 else ""
+                typer.echo(f"{path}: {data['id']} {data['status']}{note}")
+            else:
+                failed += 1
+                problem = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+                typer.echo(f"{path}: refused {r.status_code} {problem.get('title', '')}: {problem.get('detail', r.text)}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@messages_app.command("list")
+def messages_list(
+    status: Annotated[Status | None, typer.Option(help="only this status")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Newest messages first."""
+    rows = store.list_messages(_engine(), status=status, tenant=tenant, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([{"id": str(m.id), "status": m.status, "tenant": m.tenant, "sender": m.sender,
+                                "message_type": m.message_type, "created_at": m.created_at.isoformat()}
+                               for m in rows], indent=2))
+        return
+    for m in rows:
+        typer.echo(f"{m.id}  {m.status:<12} {m.created_at:%Y-%m-%d %H:%M:%S}  {m.tenant}/{m.sender}  "
+                   f"{m.message_type or '-'}")
+
+
+def _message_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        typer.echo(f"xhub: {value!r} is not a message id (a UUID)", err=True)
+        raise typer.Exit(2) from None
+
+
+@messages_app.command("show")
+def messages_show(
+    message_id: Annotated[str, typer.Argument(help="message id")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """A message with its deliveries and its full event trail (time, actor, from → to, reason)."""
+    engine = _engine()
+    mid = _message_id(message_id)
+    m = store.get(engine, mid)
+    if m is None:
+        typer.echo(f"xhub: no message {mid}", err=True)
+        raise typer.Exit(1)
+    events = store.events(engine, mid)
+    deliveries = store.deliveries(engine, mid)
+    if as_json:
+        typer.echo(json.dumps({"id": str(m.id), "status": m.status, "events": [event_json(e) for e in events],
+                               "deliveries": [{"target": d.target, "status": d.status, "attempts": d.attempts}
+                                              for d in deliveries]}, indent=2, default=str))
+        return
+    typer.echo(f"message   {m.id}\nstatus    {m.status}   attempts {m.attempts}\n"
+               f"from      {m.tenant}/{m.sender} via {m.channel}\n"
+               f"type      {m.standard or '-'} {m.standard_version or ''} {m.message_type or '-'}\n"
+               f"route     {m.route or '-'}\npayload   {m.content_type}, {m.payload_size} bytes, sha256 {m.payload_sha256}")
+    if m.last_error:
+        typer.echo(f"error     {m.last_error}")
+    for d in deliveries:
+        typer.echo(f"delivery  {d.target}: {d.status} after {d.attempts} attempt(s)"
+                   + (f", {d.last_error}" if d.last_error else ""))
+    typer.echo("events")
+    for e in events:
+        move = f"{e.from_status or '∅'} → {e.to_status}" if e.kind == "transition" else f"[{e.kind}]"
+        typer.echo(f"  {e.at:%Y-%m-%d %H:%M:%S.%f}  {move:<26} {e.actor}: {e.reason}")
+
+
+@messages_app.command("requeue")
+def messages_requeue(
+    message_id: Annotated[str, typer.Argument(help="message id")],
+    operator: Annotated[str, typer.Option(envvar="USER", help="who does this (for the trail)")] = "cli",
+    reason: Annotated[str | None, typer.Option(help="why, for the trail")] = None,
+) -> None:
+    """Give a dead message a fresh retry budget."""
+    mid = _message_id(message_id)
+    try:
+        operations.requeue(_engine(), mid, operator=operator, reason=reason)
+    except IllegalTransition:
+        typer.echo(f"xhub: message {mid} is not dead (or does not exist); only dead messages can be requeued",
+                   err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{mid} requeued")
+
+
+@token_app.command("new")
+def token_new(
+    name: Annotated[str, typer.Option(help="sender or operator name")],
+    tenant: Annotated[str | None, typer.Option(help="tenant (senders only)")] = None,
+    operator: Annotated[bool, typer.Option(help="make an operator token")] = False,
+) -> None:
+    """Create a token; prints it once, and the configuration entry that holds only its hash."""
+    if not operator and not tenant:
+        typer.echo("xhub: a sender token needs --tenant", err=True)
+        raise typer.Exit(2)
+    token = new_token()
+    typer.echo(f"token (give it to the {'operator' if operator else 'sender'}; it is not stored): {token}\n")
+    section = "operators" if operator else "senders"
+    typer.echo(f"[[{section}]]\nname = \"{name}\"")
+    if not operator:
+        typer.echo(f"tenant = \"{tenant}\"")
+    typer.echo(f"token_sha256 = \"{hash_token(token)}\"")
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m hub`
+    app(prog_name="xhub")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,288 @@
+"""Configuration: one TOML file, validated by pydantic, overridable by environment variables.
+
+Load order (later wins):
+
+1. built-in defaults (SQLite at ``./var/hub.db``, API on 127.0.0.1:8080, ...);
+2. the file named by ``--config`` / ``XHUB_CONFIG`` (default ``./hub.toml`` when it exists);
+3. environment variables ``XHUB_<SECTION>__<KEY>`` (e.g. ``XHUB_DATABASE__URL``).
+
+Secrets may come from files: a key ``<name>_file`` (for instance ``token_sha256_file``) is replaced by the
+stripped content of that file. Errors name the file, the key path and, where it can be found, the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+__all__ = ["ConfigError", "HubConfig", "load_config"]
+
+ENV_PREFIX = "XHUB_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message is meant for an operator, not a developer."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Model):
+    url: str = Field("sqlite:///var/hub.db", description="SQLAlchemy URL; sqlite:///path or postgresql://…")
+    auto_upgrade: bool = Field(True, description="apply Alembic migrations when a process starts")
+    pool_size: int = Field(5, ge=1, le=100)
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted intake body")
+    public_url: str | None = Field(None, description="base URL used in links; default: from the request")
+
+
+class WorkerConfig(_Model):
+    lease_seconds: float = Field(60.0, gt=0, description="how long a claim is valid without renewal")
+    poll_interval_seconds: float = Field(1.0, gt=0, description="sleep between empty polls (never in an attempt)")
+    embedded: bool = Field(True, description="`xhub serve` runs a worker thread beside the API")
+
+
+class RetryConfig(_Model):
+    """Exponential backoff with jitter, and the number of attempts before a message goes to ``dead``."""
+
+    max_attempts: int = Field(8, ge=1, le=1000)
+    base_delay_seconds: float = Field(5.0, ge=0)
+    max_delay_seconds: float = Field(3600.0, ge=0)
+    jitter: float = Field(0.2, ge=0, le=1, description="± fraction of the delay chosen at random")
+
+    def delay(self, attempt: int, rand: float) -> timedelta:
+        """Delay before retry number ``attempt`` (1-based); ``rand`` is uniform in [0, 1)."""
+        raw = min(self.max_delay_seconds, self.base_delay_seconds * (2 ** max(0, attempt - 1)))
+        factor = 1.0 + self.jitter * (2.0 * rand - 1.0)
+        return timedelta(seconds=max(0.0, raw * factor))
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _TokenHolder(_Model):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+    token_sha256: SecretStr = Field(description="hex SHA-256 of the bearer token (`xhub token new` makes one)")
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex(cls, value: SecretStr) -> SecretStr:
+        if not _HEX64.match(value.get_secret_value().strip().lower()):
+            raise ValueError("must be 64 lowercase hex characters (the SHA-256 of the token)")
+        return SecretStr(value.get_secret_value().strip().lower())
+
+
+class SenderConfig(_TokenHolder):
+    """A portal or online service allowed to post messages for one tenant."""
+
+    tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class OperatorConfig(_TokenHolder):
+    """A person or system allowed to read every message and act on it (requeue)."""
+
+
+class TargetConfig(_Model):
+    """A delivery target: which adapter, and that adapter's own settings (checked by the adapter)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    adapter: str = Field(min_length=1)
+
+    def adapter_settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RouteMatch(_Model):
+    tenant: str | None = None
+    channel: str | None = None
+    sender: str | None = None
+    standard: str | None = None
+    message_type: str | None = None
+
+
+class RouteConfig(_Model):
+    """First matching route wins. A route with an empty ``match`` matches everything (use it last)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    match: RouteMatch = RouteMatch()
+    targets: list[str] = Field(min_length=1)
+    not_checked: Literal["reject", "pass"] = Field(
+        "pass", description="what to do with a message whose schema is not installed"
+    )
+    retry: RetryConfig | None = Field(None, description="overrides the global retry policy for this route")
+
+
+class HubConfig(_Model):
+    database: DatabaseConfig = DatabaseConfig()
+    api: ApiConfig = ApiConfig()
+    worker: WorkerConfig = WorkerConfig()
+    retry: RetryConfig = RetryConfig()
+    schema_dirs: list[Path] = Field(default_factory=lambda: [Path("xsd"), Path("var/schemas")])
+    senders: list[SenderConfig] = []
+    operators: list[OperatorConfig] = []
+    targets: dict[str, TargetConfig] = {}
+    routes: list[RouteConfig] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> HubConfig:
+        for i, route in enumerate(self.routes):
+            for target in route.targets:
+                if target not in self.targets:
+                    known = ", ".join(sorted(self.targets)) or "none configured"
+                    raise ValueError(
+                        f"routes[{i}] ({route.name}): unknown target {target!r} (known: {known})"
+                    )
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate route names: {', '.join(dupes)}")
+        holders = [s.name for s in self.senders] + [o.name for o in self.operators]
+        dupes = sorted({n for n in holders if holders.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate sender/operator names: {', '.join(dupes)}")
+        return self
+
+    def retry_for(self, route_name: str | None) -> RetryConfig:
+        for route in self.routes:
+            if route.name == route_name and route.retry is not None:
+                return route.retry
+        return self.retry
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_secret_files(node: Any, source: str, path: tuple[str | int, ...] = ()) -> Any:
+    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree."""
+    if isinstance(node, list):
+        return [_read_secret_files(v, source, (*path, i)) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.endswith("_file") and isinstance(value, str) and key != "_file":
+            plain = key[: -len("_file")]
+            if plain in node:
+                raise ConfigError(f"{source}: {_dotted((*path, key))}: give either {plain} or {key}, not both")
+            try:
+                out[plain] = Path(value).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{source}: {_dotted((*path, key))}: cannot read secret file {value}: {exc.strerror}"
+                ) from None
+        else:
+            out[key] = _read_secret_files(value, source, (*path, key))
+    return out
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    """``XHUB_DATABASE__URL=…`` → ``{"database": {"url": "…"}}``. Values are parsed as TOML when they can be."""
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name == "XHUB_CONFIG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Best-effort line number (1-based) of the key at ``loc`` in TOML ``text``."""
+    table: list[str] = []
+    counters: dict[str, int] = {}
+    best: int | None = None
+    want = [p for p in loc if isinstance(p, str)]
+    want_index = next((p for p in loc if isinstance(p, int)), None)
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[["):
+            name = stripped.strip("[] ")
+            counters[name] = counters.get(name, -1) + 1
+            table = [*name.split("."), f"#{counters[name]}"]
+        elif stripped.startswith("["):
+            table = stripped.strip("[] ").split(".")
+        else:
+            key = stripped.split("=", 1)[0].strip().strip('"') if "=" in stripped else None
+            if key is None:
+                continue
+            here = [t for t in table if not t.startswith("#")] + [key]
+            index_ok = want_index is None or f"#{want_index}" in table or not any(
+                t.startswith("#") for t in table
+            )
+            if here == want[: len(here)] and index_ok and len(here) >= 1:
+                if here == want:
+                    return number
+                best = best or number
+        if table and [t for t in table if not t.startswith("#")] == want and best is None:
+            if want_index is None or f"#{want_index}" in table:
+                best = number
+    return best
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> HubConfig:
+    """Load and validate the configuration. Raises :class:`ConfigError` with file, key and line."""
+    env = dict(os.environ if env is None else env)
+    if path is None and env.get("XHUB_CONFIG"):
+        path = Path(env["XHUB_CONFIG"])
+    if path is None and Path("hub.toml").exists():
+        path = Path("hub.toml")
+    text = ""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "(defaults)"
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(env))
+    data = _read_secret_files(data, source)
+    try:
+        return HubConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            line = _locate(text, loc) if text else None
+            where = f"{source}:{line}" if line else source
+            lines.append(f"{where}: {_dotted(loc)}: {err['msg']}")
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None

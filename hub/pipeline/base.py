@@ -1,0 +1,67 @@
+"""What a pipeline stage is, and what it is given.
+
+A stage is a small object with ``name``, ``consumes`` (the status it runs in), ``produces`` (the status
+the message moves to when it succeeds, or ``None`` for a check that only leaves a note) and one method,
+``run(ctx) -> StageResult``. Failures are raised as :class:`~hub.errors.Retriable`,
+:class:`~hub.errors.Permanent` or :class:`~hub.errors.Invalid`; the runner turns them into
+``retry_wait``, ``dead`` or ``rejected``. Stages never write to the database themselves: what must be
+stored goes back in the :class:`StageResult`, or through the narrow callbacks on :class:`StageContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from hub.statemachine import Status
+
+if TYPE_CHECKING:
+    from adapters.base import DeliveryResult, OutboundAdapter
+    from hub.config import HubConfig, RouteConfig
+    from hub.errors import HubError
+    from hub.models import Delivery, Message, MessagePart
+
+__all__ = ["Stage", "StageContext", "StageResult"]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    reason: str
+    detail: dict[str, Any] | None = None
+    fields: dict[str, Any] | None = None  # message columns to set with the transition
+    deliveries: tuple[str, ...] = ()  # targets to create delivery records for, in the same transaction
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may read about one message, plus callbacks for per-target bookkeeping."""
+
+    message: Message
+    config: HubConfig
+    load_parts: Callable[[], list[MessagePart]]
+    load_deliveries: Callable[[], list[Delivery]]
+    record_delivery: Callable[[Delivery, DeliveryResult | None, HubError | None], None]
+    adapter: Callable[[str], OutboundAdapter]
+    keep_lease: Callable[[], None]
+    cache: dict[str, Any] = field(default_factory=dict)  # shared between the stages of one run
+
+    def parts(self) -> list[MessagePart]:
+        if "parts" not in self.cache:
+            self.cache["parts"] = self.load_parts()
+        parts: list[MessagePart] = self.cache["parts"]
+        return parts
+
+    def payload(self) -> bytes:
+        return self.parts()[0].body
+
+    def route(self) -> RouteConfig | None:
+        return next((r for r in self.config.routes if r.name == self.message.route), None)
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+    consumes: ClassVar[Status]
+    produces: ClassVar[Status | None]
+
+    def run(self, ctx: StageContext) -> StageResult: ...

@@ -1,0 +1,64 @@
+"""deliver: hand the message to every target that does not have it yet. ``routed → delivered``.
+
+Each target's outcome is recorded on its delivery row as it happens, so a retry only redoes the targets
+that failed. When several targets fail, the message follows the most severe failure
+(invalid > permanent > retriable).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from adapters.base import DeliveryRequest
+from hub.errors import HubError, Invalid, Permanent, Retriable
+from hub.pipeline.base import StageContext, StageResult
+from hub.statemachine import Status
+
+_SEVERITY: list[type[HubError]] = [Invalid, Permanent, Retriable]
+
+
+class Deliver:
+    name: ClassVar[str] = "deliver"
+    consumes: ClassVar[Status] = Status.ROUTED
+    produces: ClassVar[Status | None] = Status.DELIVERED
+
+    def run(self, ctx: StageContext) -> StageResult:
+        message = ctx.message
+        rows = ctx.load_deliveries()
+        if not rows:
+            raise Permanent("message is routed but has no delivery records")
+        failures: list[HubError] = []
+        done = []
+        for row in rows:
+            if row.status == "delivered":
+                continue
+            ctx.keep_lease()
+            request = DeliveryRequest(
+                message_id=str(message.id),
+                target=row.target,
+                idempotency_key=row.idempotency_key,
+                body=ctx.payload(),
+                content_type=message.content_type,
+                meta={
+                    "tenant": message.tenant,
+                    "standard": message.standard,
+                    "message_type": message.message_type,
+                    "xoev_message_uuid": message.xoev_message_uuid,
+                },
+            )
+            try:
+                result = ctx.adapter(row.target).deliver(request)
+            except HubError as exc:
+                ctx.record_delivery(row, None, exc)
+                failures.append(exc)
+                continue
+            ctx.record_delivery(row, result, None)
+            done.append(row.target)
+        if failures:
+            worst = min(failures, key=lambda e: next(i for i, k in enumerate(_SEVERITY) if isinstance(e, k)))
+            raise worst
+        delivered = [r.target for r in rows]
+        return StageResult(
+            reason=f"delivered to {', '.join(delivered)}",
+            detail={"targets": delivered, "this_attempt": done},
+        )

@@ -1,0 +1,215 @@
+"""Runs the stages for one claimed message and applies each outcome through the state machine.
+
+The runner is the only pipeline code that talks to the database. For every stage it:
+
+1. renews the lease (a worker that lost its lease stops before doing anything visible);
+2. calls ``stage.run(ctx)``;
+3. on success, moves the message to ``stage.produces`` with a fenced transition (``lease_owner = me``),
+   creating delivery rows in the same transaction when the stage asked for them;
+4. on :class:`~hub.errors.Invalid` → ``rejected``; :class:`~hub.errors.Permanent` → ``dead``;
+   :class:`~hub.errors.Retriable` → ``retry_wait`` with ``next_attempt_at`` from the retry policy, or
+   ``dead`` once the route's budget is spent. The message remembers where to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+import adapters
+from adapters.base import DeliveryResult, OutboundAdapter
+from hub import queue, store
+from hub.config import HubConfig
+from hub.errors import HubError, Invalid, Permanent, Retriable
+from hub.models import Delivery, Message, utcnow
+from hub.pipeline import STAGES
+from hub.pipeline.base import Stage, StageContext
+from hub.retry import decide
+from hub.statemachine import TERMINAL, Status, Transition, note, transition
+
+__all__ = ["LeaseLost", "Runner"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the message over (our lease expired); stop touching it."""
+
+
+class Runner:
+    def __init__(self, config: HubConfig, engine: Engine, owner: str, stages: tuple[Stage, ...] = STAGES) -> None:
+        self.config = config
+        self.engine = engine
+        self.owner = owner
+        self.stages = stages
+        self.lease = timedelta(seconds=config.worker.lease_seconds)
+        self._adapters: dict[str, OutboundAdapter] = {}
+
+    # -- adapters are built once per process and target, and reused across messages
+    def adapter(self, target: str) -> OutboundAdapter:
+        if target not in self._adapters:
+            cfg = self.config.targets.get(target)
+            if cfg is None:
+                raise Permanent(f"target {target!r} is not configured")
+            try:
+                self._adapters[target] = adapters.build(target, cfg.adapter, cfg.adapter_settings())
+            except adapters.AdapterConfigError as exc:
+                raise Permanent(str(exc)) from None
+        return self._adapters[target]
+
+    def process(self, message_id: uuid.UUID) -> Status:
+        """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
+        message = self._load(message_id)
+        status = Status(message.status)
+        if status is Status.RETRY_WAIT:
+            status = self._resume(message)
+            message = self._load(message_id)
+        ctx = self._context(message)
+        while status not in TERMINAL and status is not Status.RETRY_WAIT:
+            for stage in (s for s in self.stages if s.consumes is status):
+                self._keep_lease(message_id)
+                moved = self._run_stage(stage, ctx, status)
+                if moved is not status:  # advanced, or failed into rejected / dead / retry_wait
+                    status = moved
+                    break
+            else:
+                raise RuntimeError(f"no stage moves a message out of status {status}")
+            ctx.message = self._load(message_id)
+        return status
+
+    def _run_stage(self, stage: Stage, ctx: StageContext, status: Status) -> Status:
+        message_id = ctx.message.id
+        actor = f"worker:{self.owner}"
+        try:
+            result = stage.run(ctx)
+        except HubError as exc:
+            return self._fail(ctx.message, status, stage.name, exc)
+        except (LeaseLost, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug in a stage or adapter: keep the message, retry, show the cause
+            log.exception("stage %s failed unexpectedly on message %s", stage.name, message_id)
+            wrapped = Retriable(
+                f"internal error in stage {stage.name}: {type(exc).__name__}: {exc}",
+                detail={"exception": type(exc).__name__},
+            )
+            return self._fail(ctx.message, status, stage.name, wrapped)
+        with self.engine.begin() as conn:
+            if stage.produces is None:
+                note(conn, message_id, f"{stage.name}: {result.reason}", actor=actor, detail=result.detail, status=status)
+                return status
+            transition(
+                conn,
+                message_id,
+                stage.produces,
+                Transition(reason=f"{stage.name}: {result.reason}", detail=result.detail, fields=result.fields),
+                actor=actor,
+                from_statuses={status},
+                lease_owner=self.owner,
+            )
+            if result.deliveries:
+                store.create_deliveries(conn, message_id, result.deliveries)
+        return stage.produces
+
+    def _fail(self, message: Message, status: Status, stage: str, exc: HubError) -> Status:
+        actor = f"worker:{self.owner}"
+        detail: dict[str, Any] = {"stage": stage, "error": type(exc).__name__, **exc.detail}
+        reason = f"{stage}: {exc}"
+        if isinstance(exc, Invalid):
+            to, change = Status.REJECTED, Transition(reason=reason, detail=detail, last_error=str(exc))
+        elif isinstance(exc, Permanent):
+            to = Status.DEAD
+            change = Transition(reason=reason, detail=detail, last_error=str(exc), resume_status=status)
+        else:
+            assert isinstance(exc, Retriable)
+            policy = self.config.retry_for(message.route)
+            decision = decide(policy, message.attempts, utcnow(), exc.retry_after)
+            detail["attempt"] = decision.attempts
+            detail["max_attempts"] = policy.max_attempts
+            if decision.give_up:
+                to = Status.DEAD
+                change = Transition(
+                    reason=f"retry budget spent after {decision.attempts} attempts; last error: {reason}",
+                    detail=detail,
+                    attempts=decision.attempts,
+                    last_error=str(exc),
+                    resume_status=status,
+                )
+            else:
+                assert decision.retry_at is not None
+                detail["retry_at"] = decision.retry_at.isoformat()
+                to = Status.RETRY_WAIT
+                change = Transition(
+                    reason=reason,
+                    detail=detail,
+                    attempts=decision.attempts,
+                    next_attempt_at=decision.retry_at,
+                    resume_status=status,
+                    release_lease=True,
+                    last_error=str(exc),
+                )
+        with self.engine.begin() as conn:
+            transition(conn, message.id, to, change, actor=actor, from_statuses={status}, lease_owner=self.owner)
+        return to
+
+    def _resume(self, message: Message) -> Status:
+        resume = Status(message.resume_status or Status.RECEIVED)
+        policy = self.config.retry_for(message.route)
+        with self.engine.begin() as conn:
+            transition(
+                conn,
+                message.id,
+                resume,
+                Transition(
+                    reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})",
+                ),
+                actor=f"worker:{self.owner}",
+                from_statuses={Status.RETRY_WAIT},
+                lease_owner=self.owner,
+            )
+        return resume
+
+    def _keep_lease(self, message_id: uuid.UUID) -> None:
+        with self.engine.begin() as conn:
+            if not queue.renew(conn, message_id, self.owner, self.lease):
+                raise LeaseLost(f"lease on {message_id} lost by {self.owner}")
+
+    def _load(self, message_id: uuid.UUID) -> Message:
+        message = store.get(self.engine, message_id)
+        if message is None:
+            raise LookupError(f"message {message_id} does not exist")
+        return message
+
+    def _context(self, message: Message) -> StageContext:
+        def load_parts() -> list[Any]:
+            return store.payload(self.engine, message.id)
+
+        def load_deliveries() -> list[Delivery]:
+            return store.deliveries(self.engine, message.id)
+
+        def record(row: Delivery, result: DeliveryResult | None, error: HubError | None) -> None:
+            actor = f"worker:{self.owner}"
+            with self.engine.begin() as conn:
+                if error is None:
+                    assert result is not None
+                    store.record_delivery(conn, row.id, status="delivered", response=result.as_event(), error=None)
+                    note(conn, message.id, f"delivered to {row.target}", actor=actor, kind="attempt",
+                         detail={"target": row.target, **result.as_event()}, status=Status.ROUTED)
+                else:
+                    store.record_delivery(conn, row.id, status="failed", response=error.detail, error=str(error))
+                    note(conn, message.id, f"delivery to {row.target} failed: {error}", actor=actor, kind="attempt",
+                         detail={"target": row.target, "error": type(error).__name__, **error.detail},
+                         status=Status.ROUTED)
+
+        return StageContext(
+            message=message,
+            config=self.config,
+            load_parts=load_parts,
+            load_deliveries=load_deliveries,
+            record_delivery=record,
+            adapter=self.adapter,
+            keep_lease=lambda: self._keep_lease(message.id),
+        )

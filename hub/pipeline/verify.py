@@ -1,0 +1,46 @@
+"""verify: the stored bytes are intact and parse safely. Runs in ``received``; leaves a note."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import ClassVar
+
+from hub.errors import Invalid, Permanent
+from hub.pipeline.base import StageContext, StageResult
+from hub.statemachine import Status
+from hub.xmlsafe import XmlRejected, parse
+
+
+def is_xml(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base in {"application/xml", "text/xml"} or base.endswith("+xml")
+
+
+class Verify:
+    name: ClassVar[str] = "verify"
+    consumes: ClassVar[Status] = Status.RECEIVED
+    produces: ClassVar[Status | None] = None
+
+    def run(self, ctx: StageContext) -> StageResult:
+        body = ctx.payload()
+        digest = hashlib.sha256(body).hexdigest()
+        if digest != ctx.message.payload_sha256:
+            # The store itself is damaged: a human must look; never reject the sender for it.
+            raise Permanent(
+                "stored payload does not match its SHA-256 digest",
+                detail={"expected": ctx.message.payload_sha256, "actual": digest},
+            )
+        if is_xml(ctx.message.content_type):
+            try:
+                ctx.cache["xml_root"] = parse(body)
+            except XmlRejected as exc:
+                raise Invalid(f"{exc.title}: {exc.detail}", detail={"line": exc.line}) from None
+            kind = "well-formed XML"
+        else:
+            try:
+                json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise Invalid(f"not valid JSON: {exc}") from None
+            kind = "valid JSON"
+        return StageResult(reason=f"payload intact (sha256 matches) and {kind}", detail={"sha256": digest})

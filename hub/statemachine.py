@@ -1,0 +1,195 @@
+"""The one place where a message's status changes.
+
+Every change is a guarded ``UPDATE messages SET status=:to ... WHERE id=:id AND status IN (:allowed)``
+(and, for a worker, ``AND lease_owner=:me``), followed by an event row **in the same transaction**. When no
+row matched, :class:`IllegalTransition` is raised and the transaction rolls back: a stale worker, a
+double click in the console or a bug can never move a message along a path that is not in ``TRANSITIONS``.
+
+The happy path::
+
+    received ──► validated ──► routed ──► delivered ──► acknowledged
+        │            │            │           │
+        └────────────┴─────┬──────┴───────────┘
+                           ▼
+            retry_wait (transient failure; next_attempt_at set; resumes where it left off)
+            rejected   (can never be processed; terminal)
+            dead       (retry budget spent, or no route; an operator can requeue)
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, update
+
+from hub.models import Event, Message, utcnow
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "Status",
+    "Transition",
+    "note",
+    "transition",
+]
+
+
+class Status(enum.StrEnum):
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    ROUTED = "routed"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    RETRY_WAIT = "retry_wait"
+    REJECTED = "rejected"
+    DEAD = "dead"
+
+
+S = Status
+_WORK = (S.RECEIVED, S.VALIDATED, S.ROUTED, S.DELIVERED)
+
+#: to-status → the statuses it may be reached from.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.VALIDATED: frozenset({S.RECEIVED, S.RETRY_WAIT}),
+    S.ROUTED: frozenset({S.VALIDATED, S.RETRY_WAIT}),
+    S.DELIVERED: frozenset({S.ROUTED, S.RETRY_WAIT}),
+    S.ACKNOWLEDGED: frozenset({S.DELIVERED, S.RETRY_WAIT}),
+    # A retry_wait message resumes at the stage that failed; a dead one is requeued through retry_wait.
+    S.RECEIVED: frozenset({S.RETRY_WAIT}),
+    S.RETRY_WAIT: frozenset({*_WORK, S.DEAD}),
+    S.REJECTED: frozenset({*_WORK, S.RETRY_WAIT}),
+    S.DEAD: frozenset({*_WORK, S.RETRY_WAIT}),
+}
+
+#: Statuses a worker picks up (when due and not leased).
+ACTIVE: frozenset[Status] = frozenset({*_WORK, S.RETRY_WAIT})
+#: Statuses nothing moves out of without an operator.
+TERMINAL: frozenset[Status] = frozenset({S.ACKNOWLEDGED, S.REJECTED, S.DEAD})
+
+
+class IllegalTransition(RuntimeError):
+    """No message matched the guard: wrong status, unknown id, or the caller no longer holds the lease."""
+
+    def __init__(self, message_id: uuid.UUID, to: Status, allowed: Iterable[Status], owner: str | None) -> None:
+        allowed_text = ", ".join(sorted(allowed))
+        lease = f" and lease held by {owner}" if owner else ""
+        super().__init__(f"message {message_id}: cannot move to {to}: it is not in ({allowed_text}){lease}")
+        self.message_id = message_id
+        self.to = to
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What to change besides the status. ``None`` means "leave as it is"."""
+
+    reason: str
+    detail: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int | None = None
+    resume_status: Status | None = None
+    release_lease: bool = False
+    last_error: str | None = None
+    fields: dict[str, Any] | None = None  # detected standard, route name, external ids...
+
+
+def transition(
+    conn: Connection,
+    message_id: uuid.UUID,
+    to: Status,
+    change: Transition,
+    *,
+    actor: str,
+    from_statuses: Iterable[Status] | None = None,
+    lease_owner: str | None = None,
+) -> Status:
+    """Move ``message_id`` to ``to`` and record the event. Returns the status it came from.
+
+    ``from_statuses`` narrows the allowed origins further (it must be a subset of ``TRANSITIONS[to]``);
+    ``lease_owner`` makes the update a fenced one: it only applies while that worker holds the lease.
+    """
+    allowed = TRANSITIONS[to]
+    if from_statuses is not None:
+        narrowed = frozenset(from_statuses)
+        if not narrowed <= allowed:
+            raise ValueError(f"{sorted(narrowed - allowed)} → {to} is not a transition of the state machine")
+        allowed = narrowed
+    now = utcnow()
+    values: dict[str, Any] = {"status": to.value, "updated_at": now}
+    if change.next_attempt_at is not None:
+        values["next_attempt_at"] = change.next_attempt_at
+    if change.attempts is not None:
+        values["attempts"] = change.attempts
+    if change.resume_status is not None:
+        values["resume_status"] = change.resume_status.value
+    if change.release_lease or to in TERMINAL:
+        values["lease_owner"] = None
+        values["lease_expires_at"] = None
+    if change.last_error is not None:
+        values["last_error"] = change.last_error
+    if change.fields:
+        values.update(change.fields)
+
+    stmt = (
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_([s.value for s in allowed]))
+        .values(**values)
+        .returning(Message.status)
+    )
+    if lease_owner is not None:
+        stmt = stmt.where(Message.lease_owner == lease_owner)
+    # RETURNING gives the new status; the old one is read under the same row lock first.
+    old = conn.execute(
+        Message.__table__.select()
+        .with_only_columns(Message.status)
+        .where(Message.id == message_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    row = conn.execute(stmt).first()
+    if row is None or old is None:
+        raise IllegalTransition(message_id, to, allowed, lease_owner)
+    conn.execute(
+        insert(Event).values(
+            message_id=message_id,
+            at=now,
+            kind="transition",
+            actor=actor,
+            from_status=old,
+            to_status=to.value,
+            reason=change.reason,
+            detail=change.detail,
+        )
+    )
+    return Status(old)
+
+
+def note(
+    conn: Connection,
+    message_id: uuid.UUID,
+    reason: str,
+    *,
+    actor: str,
+    kind: str = "note",
+    detail: dict[str, Any] | None = None,
+    status: Status | str | None = None,
+) -> None:
+    """Record an event that is not a status change (a delivery attempt, a lease take-over, a check)."""
+    value = status.value if isinstance(status, Status) else status
+    conn.execute(
+        insert(Event).values(
+            message_id=message_id,
+            at=utcnow(),
+            kind=kind,
+            actor=actor,
+            from_status=value,
+            to_status=value,
+            reason=reason,
+            detail=detail,
+        )
+    )

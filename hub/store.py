@@ -1,0 +1,267 @@
+"""Reading and writing messages, their parts, events and deliveries (everything but status changes).
+
+Status changes live in :mod:`hub.statemachine`, claiming in :mod:`hub.queue`. Functions here take a
+:class:`~sqlalchemy.Connection` when they are meant to run inside the caller's transaction, and an
+:class:`~sqlalchemy.Engine` when they are a unit of work of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from hub.models import Delivery, Event, Message, MessagePart, utcnow
+from hub.statemachine import Status
+
+__all__ = [
+    "IdempotencyConflict",
+    "NewMessage",
+    "Part",
+    "accept",
+    "deliveries",
+    "events",
+    "get",
+    "list_messages",
+    "payload",
+]
+
+
+@dataclass(frozen=True)
+class Part:
+    role: str  # payload | attachment | metadata
+    content_type: str
+    body: bytes
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What an intake channel hands to the store. The first part is the payload."""
+
+    tenant: str
+    channel: str
+    sender: str
+    parts: Sequence[Part]
+    idempotency_key: str | None = None
+    sender_reference: str | None = None
+    external: dict[str, str] = field(default_factory=dict)  # fitconnect_submission_id, ... (model columns)
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before by the same sender for a different payload."""
+
+    def __init__(self, existing_id: uuid.UUID) -> None:
+        super().__init__(f"idempotency key already used for message {existing_id} with a different payload")
+        self.existing_id = existing_id
+
+
+_EXTERNAL = {"fitconnect_submission_id", "fitconnect_case_id", "xoev_message_uuid"}
+
+
+def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, bool]:
+    """Store a new message durably, in status ``received`` with its first event.
+
+    Returns ``(message, created)``. With an idempotency key that this sender used before for the same
+    payload, nothing is written and the first message is returned with ``created=False``.
+    """
+    if not new.parts or new.parts[0].role != "payload":
+        raise ValueError("the first part of a message must be its payload")
+    unknown = set(new.external) - _EXTERNAL
+    if unknown:
+        raise ValueError(f"unknown external ids: {sorted(unknown)}")
+    body = new.parts[0].body
+    digest = hashlib.sha256(body).hexdigest()
+    if new.idempotency_key is not None:
+        existing = _by_idempotency_key(engine, new)
+        if existing is not None:
+            return _replay(existing, digest), False
+    now = utcnow()
+    message_id = uuid.uuid4()
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Message).values(
+                    id=message_id,
+                    tenant=new.tenant,
+                    channel=new.channel,
+                    sender=new.sender,
+                    idempotency_key=new.idempotency_key,
+                    sender_reference=new.sender_reference,
+                    content_type=new.parts[0].content_type,
+                    payload_size=len(body),
+                    payload_sha256=digest,
+                    status=Status.RECEIVED.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                    **new.external,
+                )
+            )
+            conn.execute(
+                insert(MessagePart),
+                [
+                    {
+                        "message_id": message_id,
+                        "part_no": i,
+                        "role": p.role,
+                        "name": p.name,
+                        "content_type": p.content_type,
+                        "size": len(p.body),
+                        "sha256": hashlib.sha256(p.body).hexdigest(),
+                        "body": p.body,
+                    }
+                    for i, p in enumerate(new.parts)
+                ],
+            )
+            conn.execute(
+                insert(Event).values(
+                    message_id=message_id,
+                    at=now,
+                    kind="transition",
+                    actor=actor,
+                    from_status=None,
+                    to_status=Status.RECEIVED.value,
+                    reason=f"accepted on channel {new.channel}",
+                    detail={"size": len(body), "sha256": digest, "parts": len(new.parts)},
+                )
+            )
+    except IntegrityError:
+        # Two requests with the same key raced; the other one committed first.
+        existing = _by_idempotency_key(engine, new) if new.idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, digest), False
+    message = get(engine, message_id)
+    assert message is not None
+    return message, True
+
+
+def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:
+    message: Message | None = _first(
+        engine,
+        select(Message).where(
+            Message.tenant == new.tenant,
+            Message.sender == new.sender,
+            Message.idempotency_key == new.idempotency_key,
+        ),
+    )
+    return message
+
+
+def _replay(existing: Message, digest: str) -> Message:
+    if existing.payload_sha256 != digest:
+        raise IdempotencyConflict(existing.id)
+    return existing
+
+
+def _all(bind: Engine | Connection, stmt: Select[Any]) -> list[Any]:
+    """Entities for ``stmt``, detached from any session (plain snapshots; nothing is lazy-loaded)."""
+    with Session(bind=bind, expire_on_commit=False) as session:
+        rows = list(session.scalars(stmt))
+        session.expunge_all()
+    return rows
+
+
+def _first(bind: Engine | Connection, stmt: Select[Any]) -> Any:
+    rows = _all(bind, stmt.limit(1))
+    return rows[0] if rows else None
+
+
+def get(bind: Engine | Connection, message_id: uuid.UUID) -> Message | None:
+    message: Message | None = _first(bind, select(Message).where(Message.id == message_id))
+    return message
+
+
+def payload(bind: Engine | Connection, message_id: uuid.UUID) -> list[MessagePart]:
+    """All stored parts of a message, payload first."""
+    return _all(bind, select(MessagePart).where(MessagePart.message_id == message_id).order_by(MessagePart.part_no))
+
+
+def events(bind: Engine | Connection, message_id: uuid.UUID) -> list[Event]:
+    return _all(bind, select(Event).where(Event.message_id == message_id).order_by(Event.id))
+
+
+def deliveries(bind: Engine | Connection, message_id: uuid.UUID) -> list[Delivery]:
+    return _all(bind, select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.id))
+
+
+def list_messages(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    tenant: str | None = None,
+    sender: str | None = None,
+    limit: int = 50,
+    before: datetime | None = None,
+) -> list[Message]:
+    """Newest first. ``before`` pages backwards by creation time."""
+    stmt = select(Message).order_by(Message.created_at.desc(), Message.id).limit(limit)
+    if status:
+        stmt = stmt.where(Message.status == status)
+    if tenant:
+        stmt = stmt.where(Message.tenant == tenant)
+    if sender:
+        stmt = stmt.where(Message.sender == sender)
+    if before:
+        stmt = stmt.where(Message.created_at < before)
+    return _all(engine, stmt)
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+    return {status: n for status, n in rows}
+
+
+def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[str]) -> None:
+    """One pending delivery row per target not yet recorded (a retry of ``route`` adds nothing twice)."""
+    have = {d.target for d in deliveries(conn, message_id)}
+    now = utcnow()
+    rows = [
+        {
+            "message_id": message_id,
+            "target": t,
+            "status": "pending",
+            "idempotency_key": f"xhub-{message_id}-{t}",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for t in targets
+        if t not in have
+    ]
+    if rows:
+        conn.execute(insert(Delivery), rows)
+
+
+def record_delivery(
+    conn: Connection,
+    delivery_id: int,
+    *,
+    status: str,
+    response: dict[str, Any] | None,
+    error: str | None,
+) -> None:
+    now = utcnow()
+    conn.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=status,
+            attempts=Delivery.attempts + 1,
+            response=response,
+            last_error=error,
+            delivered_at=now if status == "delivered" else None,
+            updated_at=now,
+        )
+    )

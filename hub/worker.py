@@ -1,0 +1,111 @@
+"""The worker loop: claim a due message, run it through the pipeline, repeat.
+
+Any number of workers (threads in ``xhub serve``, processes from ``xhub worker``, on any number of
+machines sharing one PostgreSQL) can run at once; :mod:`hub.queue` guarantees one owner per message.
+The loop sleeps only when nothing is due, never inside an attempt.
+
+Shutdown: the first SIGTERM/SIGINT lets the current message finish, then the worker exits; a second one
+interrupts it, and the lease is handed back so another worker continues at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from hub import queue
+from hub.config import HubConfig
+from hub.pipeline.runner import LeaseLost, Runner
+
+__all__ = ["Worker", "install_signal_handlers", "worker_id"]
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Worker:
+    config: HubConfig
+    engine: Engine
+    owner: str = field(default_factory=worker_id)
+    stop: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # set by the intake: new work
+    processed: int = 0
+
+    def __post_init__(self) -> None:
+        self.runner = Runner(self.config, self.engine, self.owner)
+        self.lease = timedelta(seconds=self.config.worker.lease_seconds)
+
+    def run_once(self) -> bool:
+        """Claim and process one message. ``False`` when nothing was due."""
+        claim = queue.claim_next(self.engine, self.owner, self.lease)
+        if claim is None:
+            return False
+        try:
+            status = self.runner.process(claim.message_id)
+            log.info("message %s → %s", claim.message_id, status)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+        finally:
+            # A no-op when the pipeline already released the lease (terminal status or retry_wait).
+            with self.engine.begin() as conn:
+                queue.release(conn, claim.message_id, self.owner)
+        self.processed += 1
+        return True
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def run(self, *, exit_when_idle: bool = False, max_messages: int | None = None) -> int:
+        """Loop until :attr:`stop` is set (or, with ``exit_when_idle``, until nothing is due)."""
+        log.info("worker %s started", self.owner)
+        failures = 0
+        while not self.stop.is_set():
+            if max_messages is not None and self.processed >= max_messages:
+                break
+            try:
+                busy = self.run_once()
+                failures = 0
+            except OperationalError as exc:  # database unreachable or locked out: wait, then try again
+                failures += 1
+                log.error("worker %s: database error (%s); retrying", self.owner, exc.orig or exc)
+                busy = False
+            except Exception:  # a bug: keep the worker alive, the message keeps its lease until it expires
+                failures += 1
+                log.exception("worker %s: unexpected error", self.owner)
+                busy = False
+            if not busy:
+                if exit_when_idle and failures == 0:
+                    break
+                delay = self.config.worker.poll_interval_seconds * min(2**failures, 30)
+                self.wake.wait(delay)
+                self.wake.clear()
+        log.info("worker %s stopped after %d messages", self.owner, self.processed)
+        return self.processed
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """First SIGTERM/SIGINT: finish the current message and stop. Second: interrupt now."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("received %s; finishing the current message, signal again to interrupt", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
