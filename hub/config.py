@@ -223,35 +223,35 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
 
 
 def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """Best-effort line number (1-based) of the key at ``loc`` in TOML ``text``."""
-    table: list[str] = []
+    """Best-effort line number (1-based) of ``loc`` in TOML ``text``.
+
+    Every ``key = value`` line gets its full path (``[[routes]]`` counts as ``routes[i]``); the line whose
+    path matches the longest prefix of ``loc`` wins, so an error inside an inline table points at its key.
+    """
+    table: list[str | int] = []
     counters: dict[str, int] = {}
-    best: int | None = None
-    want = [p for p in loc if isinstance(p, str)]
-    want_index = next((p for p in loc if isinstance(p, int)), None)
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped.startswith("[["):
-            name = stripped.strip("[] ")
+    best, best_len = None, 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[["):
+            name = line.strip("[] ")
             counters[name] = counters.get(name, -1) + 1
-            table = [*name.split("."), f"#{counters[name]}"]
-        elif stripped.startswith("["):
-            table = stripped.strip("[] ").split(".")
+            table = [*name.split("."), counters[name]]
+            path: list[str | int] = list(table)
+        elif line.startswith("["):
+            table = list(line.strip("[] ").split("."))
+            path = list(table)
+        elif "=" in line:
+            path = [*table, *line.split("=", 1)[0].strip().strip('"').split(".")]
         else:
-            key = stripped.split("=", 1)[0].strip().strip('"') if "=" in stripped else None
-            if key is None:
-                continue
-            here = [t for t in table if not t.startswith("#")] + [key]
-            index_ok = want_index is None or f"#{want_index}" in table or not any(
-                t.startswith("#") for t in table
-            )
-            if here == want[: len(here)] and index_ok and len(here) >= 1:
-                if here == want:
-                    return number
-                best = best or number
-        if table and [t for t in table if not t.startswith("#")] == want and best is None:
-            if want_index is None or f"#{want_index}" in table:
-                best = number
+            continue
+        common = 0
+        for have, want in zip(path, loc, strict=False):
+            if have != want:
+                break
+            common += 1
+        if common == len(path) and common > best_len:
+            best, best_len = number, common
     return best
 
 

@@ -73,6 +73,14 @@ class Worker:
     def run(self, *, exit_when_idle: bool = False, max_messages: int | None = None) -> int:
         """Loop until :attr:`stop` is set (or, with ``exit_when_idle``, until nothing is due)."""
         log.info("worker %s started", self.owner)
+        try:
+            self._loop(exit_when_idle, max_messages)
+        finally:
+            self.runner.close()
+        log.info("worker %s stopped after %d messages", self.owner, self.processed)
+        return self.processed
+
+    def _loop(self, exit_when_idle: bool, max_messages: int | None) -> None:
         failures = 0
         while not self.stop.is_set():
             if max_messages is not None and self.processed >= max_messages:
@@ -94,8 +102,6 @@ class Worker:
                 delay = self.config.worker.poll_interval_seconds * min(2**failures, 30)
                 self.wake.wait(delay)
                 self.wake.clear()
-        log.info("worker %s stopped after %d messages", self.owner, self.processed)
-        return self.processed
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

@@ -61,6 +61,14 @@ class Runner:
                 raise Permanent(str(exc)) from None
         return self._adapters[target]
 
+    def close(self) -> None:
+        """Release what the adapters hold (HTTP connection pools, SOAP clients)."""
+        for adapter in self._adapters.values():
+            close = getattr(adapter, "close", None)
+            if close is not None:
+                close()
+        self._adapters.clear()
+
     def process(self, message_id: uuid.UUID) -> Status:
         """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
         message = self._load(message_id)

@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: real servers on loopback, configurations, message factories."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from hub.auth import hash_token
+from hub.config import HubConfig
+
+SENDER_TOKEN = "sender-token-for-tests"
+OTHER_SENDER_TOKEN = "other-sender-token-for-tests"
+OPERATOR_TOKEN = "operator-token-for-tests"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+XBAU_VALID = FIXTURES / "messages" / "xbau-eingangsbestaetigung.1120.xml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def hub_config(db_url: str, tmp_path: Path, **overrides: Any) -> HubConfig:
+    """A complete configuration: two senders, an operator, a file target, one catch-all route."""
+    data: dict[str, Any] = {
+        "database": {"url": db_url},
+        "worker": {"lease_seconds": 30, "poll_interval_seconds": 0.05},
+        "retry": {"max_attempts": 3, "base_delay_seconds": 0, "jitter": 0},
+        "senders": [
+            {"name": "portal", "tenant": "memmingen", "token_sha256": hash_token(SENDER_TOKEN)},
+            {"name": "other", "tenant": "aschaffenburg", "token_sha256": hash_token(OTHER_SENDER_TOKEN)},
+        ],
+        "operators": [{"name": "ops", "token_sha256": hash_token(OPERATOR_TOKEN)}],
+        "targets": {"outbox": {"adapter": "file", "directory": str(tmp_path / "outbox")}},
+        "routes": [{"name": "all", "targets": ["outbox"]}],
+    }
+    data.update(overrides)
+    return HubConfig.model_validate(data)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (for processes and servers, not for timing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,100 @@
+"""Outbound adapters in isolation: the file sink, and HTTP status classification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+import adapters
+from adapters.base import DeliveryRequest
+from adapters.file import FileAdapter, FileConfig
+from adapters.http import HttpAdapter, HttpConfig, classify, retry_after_seconds
+from hub.errors import Permanent, Retriable
+
+
+def request(body: bytes = b"<a/>") -> DeliveryRequest:
+    return DeliveryRequest("m1", "t", "xhub-m1-t", body, "application/xml")
+
+
+def test_file_sink_is_idempotent_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    sink = FileAdapter(FileConfig(directory=tmp_path / "out"))
+    first = sink.deliver(request())
+    assert (tmp_path / "out" / "xhub-m1-t.xml").read_bytes() == b"<a/>" and first.reference == "xhub-m1-t.xml"
+    assert sink.deliver(request()).excerpt == "already delivered"
+    with pytest.raises(Permanent, match="different content"):
+        sink.deliver(request(b"<b/>"))
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_file_sink_maps_os_errors(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(Permanent, match="cannot write") as info:
+        FileAdapter(FileConfig(directory=not_a_dir)).deliver(request())
+    assert info.value.detail["path"] == str(not_a_dir / "xhub-m1-t.xml")
+
+
+def _response(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> httpx.Response:
+    return httpx.Response(status, headers=headers, content=body, request=httpx.Request("POST", "http://t/x"))
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 409])
+def test_delivered_statuses(status: int) -> None:
+    assert classify(_response(status, {"X-Case-Id": "c1"})).reference == "c1"
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_transient_statuses(status: int) -> None:
+    with pytest.raises(Retriable, match=str(status)):
+        classify(_response(status))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422, 501])
+def test_permanent_statuses(status: int) -> None:
+    with pytest.raises(Permanent) as info:
+        classify(_response(status, body=b"why"))
+    assert info.value.detail == {"status_code": status, "excerpt": "why"}
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds("120") == 120
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    assert 50 < (retry_after_seconds(soon) or 0) <= 60
+    assert retry_after_seconds("soon-ish") is None and retry_after_seconds(None) is None
+    with pytest.raises(Retriable) as info:
+        classify(_response(429, {"Retry-After": "7"}))
+    assert info.value.retry_after == 7
+
+
+def test_http_adapter_sends_key_and_maps_transport_errors() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        if len(seen) == 2:
+            raise httpx.ConnectError("refused", request=req)
+        if len(seen) == 3:
+            raise httpx.ReadTimeout("slow", request=req)
+        return httpx.Response(201, headers={"Location": "/cases/9"})
+
+    adapter = HttpAdapter(HttpConfig(url="http://target/cases", bearer_token="s3cret"))  # type: ignore[arg-type]
+    adapter._client = httpx.Client(transport=httpx.MockTransport(handler))
+    assert adapter.deliver(request()).reference == "/cases/9"
+    assert seen[0].headers["idempotency-key"] == "xhub-m1-t" and seen[0].headers["authorization"] == "Bearer s3cret"
+    with pytest.raises(Retriable, match="ConnectError"):
+        adapter.deliver(request())
+    with pytest.raises(Retriable, match="timed out"):
+        adapter.deliver(request())
+    adapter.close()
+
+
+def test_registry_validates_settings() -> None:
+    with pytest.raises(adapters.AdapterConfigError, match="unknown adapter 'smtp'"):
+        adapters.build("mail", "smtp", {})
+    with pytest.raises(adapters.AdapterConfigError, match=r"targets\.dms \(file\): directory: Field required"):
+        adapters.build("dms", "file", {})
+    assert "s3cret" not in repr(HttpConfig(url="http://x", bearer_token="s3cret"))  # type: ignore[arg-type]

@@ -1,0 +1,86 @@
+"""The state machine on both backends: legal moves write one event, illegal ones change nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import Engine
+
+from hub import store
+from hub.statemachine import ACTIVE, TERMINAL, TRANSITIONS, IllegalTransition, Status, Transition, transition
+
+
+def _new(engine: Engine) -> uuid.UUID:
+    message, created = store.accept(
+        engine,
+        store.NewMessage("t1", "rest", "portal", [store.Part("payload", "application/xml", b"<a/>")]),
+        actor="sender:portal",
+    )
+    assert created
+    return message.id
+
+
+def test_table_is_consistent() -> None:
+    # Every status is reachable, and every terminal status except dead (requeue) is a dead end.
+    reachable = set(TRANSITIONS) | {Status.RECEIVED}
+    assert reachable == set(Status)
+    for status in TERMINAL - {Status.DEAD}:
+        assert not any(status in sources for sources in TRANSITIONS.values())
+    assert Status.RETRY_WAIT in ACTIVE and not (ACTIVE & TERMINAL)
+
+
+def test_transition_writes_event_in_same_transaction(engine: Engine) -> None:
+    mid = _new(engine)
+    with engine.begin() as conn:
+        old = transition(conn, mid, Status.VALIDATED, Transition(reason="looks fine", detail={"verdict": "valid"}),
+                         actor="worker:w1")
+    assert old is Status.RECEIVED
+    assert store.get(engine, mid).status == "validated"  # type: ignore[union-attr]
+    events = store.events(engine, mid)
+    assert [(e.from_status, e.to_status, e.actor) for e in events] == [
+        (None, "received", "sender:portal"),
+        ("received", "validated", "worker:w1"),
+    ]
+    assert events[-1].reason == "looks fine" and events[-1].detail == {"verdict": "valid"}
+
+
+def test_illegal_transition_raises_and_leaves_no_trace(engine: Engine) -> None:
+    mid = _new(engine)
+    with pytest.raises(IllegalTransition, match="cannot move to delivered"), engine.begin() as conn:
+        transition(conn, mid, Status.DELIVERED, Transition(reason="skip ahead"), actor="worker:w1")
+    assert store.get(engine, mid).status == "received"  # type: ignore[union-attr]
+    assert len(store.events(engine, mid)) == 1
+
+
+def test_unknown_message_raises(engine: Engine) -> None:
+    with pytest.raises(IllegalTransition), engine.begin() as conn:
+        transition(conn, uuid.uuid4(), Status.VALIDATED, Transition(reason="x"), actor="worker:w1")
+
+
+def test_fenced_transition_needs_the_lease(engine: Engine) -> None:
+    mid = _new(engine)
+    with pytest.raises(IllegalTransition, match="lease held by w2"), engine.begin() as conn:
+        transition(conn, mid, Status.VALIDATED, Transition(reason="x"), actor="worker:w2", lease_owner="w2")
+    assert store.get(engine, mid).status == "received"  # type: ignore[union-attr]
+
+
+def test_narrowing_outside_the_table_is_a_programming_error(engine: Engine) -> None:
+    mid = _new(engine)
+    with pytest.raises(ValueError, match="not a transition"), engine.begin() as conn:
+        transition(conn, mid, Status.VALIDATED, Transition(reason="x"), actor="a", from_statuses={Status.ROUTED})
+
+
+def test_terminal_status_releases_the_lease(engine: Engine) -> None:
+    mid = _new(engine)
+    with engine.begin() as conn:
+        from sqlalchemy import update
+
+        from hub.models import Message, utcnow
+
+        conn.execute(update(Message).where(Message.id == mid).values(lease_owner="w1", lease_expires_at=utcnow()))
+        transition(conn, mid, Status.REJECTED, Transition(reason="bad", last_error="bad"), actor="worker:w1",
+                   lease_owner="w1")
+    message = store.get(engine, mid)
+    assert message is not None
+    assert (message.status, message.lease_owner, message.last_error) == ("rejected", None, "bad")

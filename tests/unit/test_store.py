@@ -1,0 +1,55 @@
+"""Accepting messages: durable parts, first event, idempotency on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+from sqlalchemy import Engine
+
+from hub import store
+
+
+def _new(body: bytes, key: str | None = None, sender: str = "portal") -> store.NewMessage:
+    return store.NewMessage(
+        "t1", "rest", sender,
+        [store.Part("payload", "application/xml", body), store.Part("attachment", "application/pdf", b"%PDF", "a.pdf")],
+        idempotency_key=key,
+    )
+
+
+def test_accept_stores_parts_and_first_event(engine: Engine) -> None:
+    message, created = store.accept(engine, _new(b"<a/>"), actor="sender:portal")
+    assert created and message.status == "received"
+    assert message.payload_sha256 == hashlib.sha256(b"<a/>").hexdigest()
+    parts = store.payload(engine, message.id)
+    assert [(p.role, p.body, p.name) for p in parts] == [("payload", b"<a/>", None), ("attachment", b"%PDF", "a.pdf")]
+    (event,) = store.events(engine, message.id)
+    assert (event.to_status, event.actor, event.kind) == ("received", "sender:portal", "transition")
+
+
+def test_idempotency_key_returns_the_first_message(engine: Engine) -> None:
+    first, created = store.accept(engine, _new(b"<a/>", "k1"), actor="s")
+    again, created_again = store.accept(engine, _new(b"<a/>", "k1"), actor="s")
+    assert created and not created_again and again.id == first.id
+    other, created_other = store.accept(engine, _new(b"<a/>", "k1", sender="someone-else"), actor="s")
+    assert created_other and other.id != first.id  # keys are per sender
+    with pytest.raises(store.IdempotencyConflict) as info:
+        store.accept(engine, _new(b"<b/>", "k1"), actor="s")
+    assert info.value.existing_id == first.id
+
+
+def test_concurrent_repeats_create_one_message(engine: Engine) -> None:
+    results: list[object] = []
+
+    def send() -> None:
+        results.append(store.accept(engine, _new(b"<a/>", "race"), actor="s")[0].id)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and len(set(results)) == 1
+    assert len(store.list_messages(engine)) == 1
