@@ -26,7 +26,8 @@ def build(target: str, adapter: str, settings: dict[str, Any]) -> OutboundAdapte
     """Instantiate the adapter for ``target``, validating its settings against the adapter's Config."""
     cls = OUTBOUND.get(adapter)
     if cls is None:
-        raise AdapterConfigError(f"targets.{target}: unknown adapter {adapter!r} (known: {', '.join(sorted(OUTBOUND))})")
+        known = ", ".join(sorted(OUTBOUND))
+        raise AdapterConfigError(f"targets.{target}: unknown adapter {adapter!r} (known: {known})")
     try:
         config = cls.Config.model_validate(settings)
     except ValidationError as exc:

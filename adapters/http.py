@@ -27,7 +27,7 @@ class HttpConfig(AdapterConfig):
     timeout_seconds: float = Field(30.0, gt=0)
     connect_timeout_seconds: float = Field(5.0, gt=0)
     bearer_token: SecretStr | None = None
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -6,6 +6,7 @@ configuration errors end with exit code 2 and a message naming the file, key and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -93,8 +94,12 @@ def worker_cmd(
     stop = threading.Event()
     w = Worker(_config(), engine, stop=stop)
     install_signal_handlers(stop)
-    stop_wake = threading.Thread(target=lambda: (stop.wait(), w.wake.set()), daemon=True)
-    stop_wake.start()
+
+    def wake_on_stop() -> None:  # a signal sets `stop`; wake the loop so it notices at once
+        stop.wait()
+        w.wake.set()
+
+    threading.Thread(target=wake_on_stop, daemon=True).start()
     w.run(exit_when_idle=exit_when_idle, max_messages=max_messages)
 
 
@@ -136,8 +141,6 @@ def submit(
             body = path.read_bytes()
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
             if idempotency_key:
-                import hashlib
-
                 headers["Idempotency-Key"] = "sha256-" + hashlib.sha256(body).hexdigest()
             try:
                 r = client.post("/api/v1/messages", content=body, headers=headers)
@@ -151,7 +154,8 @@ def submit(
             else:
                 failed += 1
                 problem = r.json() if r.headers.get("content-type", "").endswith("json") else {}
-                typer.echo(f"{path}: refused {r.status_code} {problem.get('title', '')}: {problem.get('detail', r.text)}")
+                detail = problem.get("detail", r.text)
+                typer.echo(f"{path}: refused {r.status_code} {problem.get('title', '')}: {detail}")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -204,7 +208,8 @@ def messages_show(
     typer.echo(f"message   {m.id}\nstatus    {m.status}   attempts {m.attempts}\n"
                f"from      {m.tenant}/{m.sender} via {m.channel}\n"
                f"type      {m.standard or '-'} {m.standard_version or ''} {m.message_type or '-'}\n"
-               f"route     {m.route or '-'}\npayload   {m.content_type}, {m.payload_size} bytes, sha256 {m.payload_sha256}")
+               f"route     {m.route or '-'}\n"
+               f"payload   {m.content_type}, {m.payload_size} bytes, sha256 {m.payload_sha256}")
     if m.last_error:
         typer.echo(f"error     {m.last_error}")
     for d in deliveries:

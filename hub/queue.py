@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, update
 
 from hub.db import is_postgres
 from hub.models import Message, utcnow
@@ -35,7 +35,7 @@ class Claim:
     previous_owner: str | None
 
 
-def _due(now: datetime) -> list[object]:
+def _due(now: datetime) -> list[ColumnElement[bool]]:
     return [
         Message.status.in_([s.value for s in ACTIVE]),
         Message.next_attempt_at <= now,

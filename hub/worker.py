@@ -55,7 +55,8 @@ class Worker:
         if claim is None:
             return False
         try:
-            status = self.runner.process(claim.message_id)
+            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease):
+                status = self.runner.process(claim.message_id)
             log.info("message %s → %s", claim.message_id, status)
         except LeaseLost as exc:
             log.warning("%s", exc)
@@ -102,6 +103,38 @@ class Worker:
                 delay = self.config.worker.poll_interval_seconds * min(2**failures, 30)
                 self.wake.wait(delay)
                 self.wake.clear()
+
+
+class _Heartbeat:
+    """Renews the lease every third of its duration while a message is being processed.
+
+    A delivery may legitimately take longer than a lease (a slow SOAP service); without this, another
+    worker would take the message over while the first is still talking to the target. If this process
+    dies, the renewals stop and the lease expires as designed.
+    """
+
+    def __init__(self, engine: Engine, message_id: uuid.UUID, owner: str, lease: timedelta) -> None:
+        self.engine, self.message_id, self.owner, self.lease = engine, message_id, owner, lease
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{message_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._done.wait(interval):
+            try:
+                with self.engine.begin() as conn:
+                    if not queue.renew(conn, self.message_id, self.owner, self.lease):
+                        return  # lost or released: the runner notices at its next fenced step
+            except OperationalError as exc:
+                log.warning("lease renewal for %s failed: %s", self.message_id, exc.orig or exc)
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

@@ -77,3 +77,41 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def write_config(path: Path, db_url: str, target_url: str, *, lease_seconds: float = 30, extra: str = "") -> Path:
+    """A hub.toml for worker subprocesses: one http target, one catch-all route."""
+    path.write_text(
+        f"""
+[database]
+url = "{db_url}"
+auto_upgrade = false
+
+[worker]
+lease_seconds = {lease_seconds}
+poll_interval_seconds = 0.1
+
+[retry]
+max_attempts = 5
+base_delay_seconds = 0.2
+jitter = 0
+
+[targets.registry]
+adapter = "http"
+url = "{target_url}"
+
+[[routes]]
+name = "all"
+targets = ["registry"]
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def xhub(config: Path, *args: str) -> list[str]:
+    """argv for an ``xhub`` subprocess using this interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "hub", "--config", str(config), "--log-level", "warning", *args]

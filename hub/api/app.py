@@ -107,9 +107,9 @@ def create_app(
         if created and on_accept is not None:
             on_accept()
         base = base_url(request)
-        body_json = {"id": str(message.id), "status": message.status,
-                     "links": {"self": f"{base}/api/v1/messages/{message.id}"}}
-        headers = {"Location": body_json["links"]["self"]}
+        location = f"{base}/api/v1/messages/{message.id}"
+        body_json = {"id": str(message.id), "status": message.status, "links": {"self": location}}
+        headers = {"Location": location}
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(body_json, status_code=202 if created else 200, headers=headers)

@@ -28,7 +28,7 @@ class Route:
     produces: ClassVar[Status | None] = Status.ROUTED
 
     def run(self, ctx: StageContext) -> StageResult:
-        explanation = {}
+        explanation: dict[str, list[str]] = {}
         for route in ctx.config.routes:
             misses = matches(route, ctx.message)
             if not misses:

@@ -2,11 +2,11 @@
 
 The runner is the only pipeline code that talks to the database. For every stage it:
 
-1. renews the lease (a worker that lost its lease stops before doing anything visible);
-2. calls ``stage.run(ctx)``;
-3. on success, moves the message to ``stage.produces`` with a fenced transition (``lease_owner = me``),
+1. calls ``stage.run(ctx)`` (the worker's heartbeat keeps the lease alive meanwhile; a stage about to do
+   something visible, like a delivery, first checks it still holds the lease: ``ctx.keep_lease()``);
+2. on success, moves the message to ``stage.produces`` with a fenced transition (``lease_owner = me``),
    creating delivery rows in the same transaction when the stage asked for them;
-4. on :class:`~hub.errors.Invalid` → ``rejected``; :class:`~hub.errors.Permanent` → ``dead``;
+3. on :class:`~hub.errors.Invalid` → ``rejected``; :class:`~hub.errors.Permanent` → ``dead``;
    :class:`~hub.errors.Retriable` → ``retry_wait`` with ``next_attempt_at`` from the retry policy, or
    ``dead`` once the route's budget is spent. The message remembers where to resume.
 """
@@ -18,7 +18,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import adapters
 from adapters.base import DeliveryResult, OutboundAdapter
@@ -29,7 +29,7 @@ from hub.models import Delivery, Message, utcnow
 from hub.pipeline import STAGES
 from hub.pipeline.base import Stage, StageContext
 from hub.retry import decide
-from hub.statemachine import TERMINAL, Status, Transition, note, transition
+from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 
 __all__ = ["LeaseLost", "Runner"]
 
@@ -79,7 +79,6 @@ class Runner:
         ctx = self._context(message)
         while status not in TERMINAL and status is not Status.RETRY_WAIT:
             for stage in (s for s in self.stages if s.consumes is status):
-                self._keep_lease(message_id)
                 moved = self._run_stage(stage, ctx, status)
                 if moved is not status:  # advanced, or failed into rejected / dead / retry_wait
                     status = moved
@@ -107,23 +106,32 @@ class Runner:
             return self._fail(ctx.message, status, stage.name, wrapped)
         with self.engine.begin() as conn:
             if stage.produces is None:
-                note(conn, message_id, f"{stage.name}: {result.reason}", actor=actor, detail=result.detail, status=status)
+                # Renewing in the same transaction fences the note: a stale worker cannot write it.
+                if not queue.renew(conn, message_id, self.owner, self.lease):
+                    raise LeaseLost(f"lease on {message_id} lost by {self.owner}")
+                note(conn, message_id, f"{stage.name}: {result.reason}", actor=actor, detail=result.detail,
+                     status=status)
                 return status
-            transition(
+            self._move(
                 conn,
                 message_id,
                 stage.produces,
                 Transition(reason=f"{stage.name}: {result.reason}", detail=result.detail, fields=result.fields),
-                actor=actor,
-                from_statuses={status},
-                lease_owner=self.owner,
+                status,
             )
             if result.deliveries:
                 store.create_deliveries(conn, message_id, result.deliveries)
         return stage.produces
 
+    def _move(self, conn: Connection, message_id: uuid.UUID, to: Status, change: Transition, origin: Status) -> None:
+        """A fenced transition; failing the guard here means another worker owns the message now."""
+        try:
+            transition(conn, message_id, to, change, actor=f"worker:{self.owner}", from_statuses={origin},
+                       lease_owner=self.owner)
+        except IllegalTransition as exc:
+            raise LeaseLost(f"{exc} (this worker, {self.owner}, no longer owns it)") from None
+
     def _fail(self, message: Message, status: Status, stage: str, exc: HubError) -> Status:
-        actor = f"worker:{self.owner}"
         detail: dict[str, Any] = {"stage": stage, "error": type(exc).__name__, **exc.detail}
         reason = f"{stage}: {exc}"
         if isinstance(exc, Invalid):
@@ -160,24 +168,15 @@ class Runner:
                     last_error=str(exc),
                 )
         with self.engine.begin() as conn:
-            transition(conn, message.id, to, change, actor=actor, from_statuses={status}, lease_owner=self.owner)
+            self._move(conn, message.id, to, change, status)
         return to
 
     def _resume(self, message: Message) -> Status:
         resume = Status(message.resume_status or Status.RECEIVED)
         policy = self.config.retry_for(message.route)
+        change = Transition(reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})")
         with self.engine.begin() as conn:
-            transition(
-                conn,
-                message.id,
-                resume,
-                Transition(
-                    reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})",
-                ),
-                actor=f"worker:{self.owner}",
-                from_statuses={Status.RETRY_WAIT},
-                lease_owner=self.owner,
-            )
+            self._move(conn, message.id, resume, change, Status.RETRY_WAIT)
         return resume
 
     def _keep_lease(self, message_id: uuid.UUID) -> None:

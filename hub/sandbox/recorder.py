@@ -33,6 +33,7 @@ class Received:
     at: float
     duplicate: bool
     case_id: str
+    completed: bool  # False while held by delay_seconds, or when the caller went away meanwhile
 
 
 class Behaviour(BaseModel):
@@ -52,24 +53,25 @@ def create_recorder() -> FastAPI:
     @app.api_route("/inbox/{path:path}", methods=["POST", "PUT"])
     async def inbox(path: str, request: Request) -> JSONResponse:
         body = await request.body()
-        current: Behaviour = state["behaviour"]
         with lock:
+            current: Behaviour = state["behaviour"]
+            if current.fail_status and current.fail_count > 0:
+                state["behaviour"] = current.model_copy(update={"fail_count": current.fail_count - 1})
+                return JSONResponse({"error": "told to fail"}, status_code=current.fail_status,
+                                    headers={"Retry-After": "1"} if current.fail_status in (429, 503) else {})
+            key = request.headers.get("idempotency-key")
+            duplicate = key is not None and key in cases
+            case_id = cases[key] if key is not None and duplicate else f"case-{uuid.uuid4().hex[:12]}"
+            if key is not None:
+                cases[key] = case_id
+            record = Received(key, request.headers.get("x-xhub-message-id"), hashlib.sha256(body).hexdigest(),
+                              len(body), time.time(), duplicate, case_id, completed=False)
+            received.append(record)
             state["in_flight"] += 1
         try:
             if current.delay_seconds:
                 await asyncio.sleep(current.delay_seconds)
-            with lock:
-                if current.fail_status and current.fail_count > 0:
-                    state["behaviour"] = current.model_copy(update={"fail_count": current.fail_count - 1})
-                    return JSONResponse({"error": "told to fail"}, status_code=current.fail_status,
-                                        headers={"Retry-After": "1"} if current.fail_status in (429, 503) else {})
-                key = request.headers.get("idempotency-key")
-                duplicate = key is not None and key in cases
-                case_id = cases[key] if key is not None and duplicate else f"case-{uuid.uuid4().hex[:12]}"
-                if key is not None:
-                    cases[key] = case_id
-                received.append(Received(key, request.headers.get("x-xhub-message-id"),
-                                         hashlib.sha256(body).hexdigest(), len(body), time.time(), duplicate, case_id))
+            record.completed = True
             return JSONResponse({"case_id": case_id, "duplicate": duplicate}, status_code=200 if duplicate else 201,
                                 headers={"X-Case-Id": case_id})
         finally:

@@ -177,6 +177,7 @@ def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> 
     runner = Runner(config, engine, owner="w-stale")  # never claimed it: holds no lease
     from hub.pipeline.runner import LeaseLost
 
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost, match="w-stale"):
         runner.process(message.id)
     assert store.get(engine, message.id).status == Status.RECEIVED  # type: ignore[union-attr]
+    assert len(store.events(engine, message.id)) == 1  # the stale worker left no trace

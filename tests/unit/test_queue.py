@@ -18,7 +18,8 @@ def _new(engine: Engine, n: int = 1) -> list[uuid.UUID]:
     for i in range(n):
         message, _ = store.accept(
             engine,
-            store.NewMessage("t1", "rest", "portal", [store.Part("payload", "application/xml", f"<a n='{i}'/>".encode())]),
+            store.NewMessage("t1", "rest", "portal",
+                             [store.Part("payload", "application/xml", f"<a n='{i}'/>".encode())]),
             actor="sender:portal",
         )
         ids.append(message.id)

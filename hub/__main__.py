@@ -1,0 +1,7 @@
+"""``python -m hub`` is ``xhub``."""
+
+from __future__ import annotations
+
+from hub.cli import app
+
+app(prog_name="xhub")
