@@ -24,6 +24,7 @@ from hub.auth import hash_token, new_token
 from hub.config import ConfigError, HubConfig, load_config
 from hub.runtime import SchemaOutdated, build_app, open_engine, server
 from hub.statemachine import IllegalTransition, Status
+from hub.validation.cli import schemas_app, validate_command
 from hub.worker import Worker, install_signal_handlers
 
 app = typer.Typer(help="xoev-hub: receive, validate, route and deliver XÖV and FIT-Connect messages.",
@@ -34,6 +35,8 @@ token_app = typer.Typer(help="Bearer tokens for senders and operators.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
 app.add_typer(token_app, name="token")
+app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
+app.command("validate")(validate_command)
 
 _state: dict[str, Any] = {}
 

@@ -128,7 +128,8 @@ class HubConfig(_Model):
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
-    schema_dirs: list[Path] = Field(default_factory=lambda: [Path("xsd"), Path("var/schemas")])
+    schema_dir: Path = Field(Path("var/schemas"), description="operator-installed bundles (`xhub schemas add`); "
+                             "they come after the bundles shipped in xsd/ and override them")
     senders: list[SenderConfig] = []
     operators: list[OperatorConfig] = []
     targets: dict[str, TargetConfig] = {}

@@ -82,6 +82,7 @@ class Message(Base):
     standard_version: Mapped[str | None] = mapped_column(String(40))
     message_type: Mapped[str | None] = mapped_column(String(200))
     route: Mapped[str | None] = mapped_column(String(100))
+    verdict: Mapped[str | None] = mapped_column(String(20), comment="valid | invalid | not_checked")
     content_type: Mapped[str] = mapped_column(String(100))
     payload_size: Mapped[int] = mapped_column(BigInteger)
     payload_sha256: Mapped[str] = mapped_column(String(64))

@@ -139,7 +139,9 @@ def _syntax_error(exc: etree.XMLSyntaxError, limits: XmlLimits) -> XmlRejected:
     where = f"line {line}: " if line else ""
     if "Excessive depth" in msg:
         limit = min(limits.max_depth, LIBXML_MAX_DEPTH)
-        return XmlRejected("Document too deeply nested", f"elements are nested deeper than {limit} levels", line)
+        return XmlRejected(
+            "Document too deeply nested", f"elements are nested deeper than {limit} levels", line
+        )
     if "encoding" in msg.lower() or "not proper UTF-8" in msg or "invalid character" in msg.lower():
         return XmlRejected("Invalid character encoding", f"{where}{msg}", line)
     if "Entity" in msg and "not defined" in msg:

@@ -21,7 +21,8 @@ OTHER_SENDER_TOKEN = "other-sender-token-for-tests"
 OPERATOR_TOKEN = "operator-token-for-tests"
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-XBAU_VALID = FIXTURES / "messages" / "xbau-eingangsbestaetigung.1120.xml"
+XBAU_VALID = FIXTURES / "xoev" / "xbau-2.6" / "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"
+XBAU_INVALID = FIXTURES / "xoev" / "xbau-2.6" / "constructed_INVALID_wrong_standard_attr.1120.xml"
 
 
 def free_port() -> int:

@@ -45,6 +45,7 @@ class StageContext:
     adapter: Callable[[str], OutboundAdapter]
     keep_lease: Callable[[], None]
     cache: dict[str, Any] = field(default_factory=dict)  # shared between the stages of one run
+    facts: dict[str, Any] = field(default_factory=dict)  # message columns learnt; stored with the next transition
 
     def parts(self) -> list[MessagePart]:
         if "parts" not in self.cache:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hub.config import RouteConfig
-from hub.errors import Permanent
+from hub.errors import Invalid, Permanent
 from hub.models import Message
 from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
@@ -32,6 +32,12 @@ class Route:
         for route in ctx.config.routes:
             misses = matches(route, ctx.message)
             if not misses:
+                if ctx.message.verdict == "not_checked" and route.not_checked == "reject":
+                    raise Invalid(
+                        f"route {route.name} accepts only checked messages, and this one could not be checked "
+                        "(no schema installed for it; see the validation report)",
+                        detail={"route": route.name},
+                    )
                 return StageResult(
                     reason=f"route {route.name} → {', '.join(route.targets)}",
                     detail={"route": route.name, "targets": route.targets, "not_matched": explanation},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,7 @@ class Runner:
         self.stages = stages
         self.lease = timedelta(seconds=config.worker.lease_seconds)
         self._adapters: dict[str, OutboundAdapter] = {}
+        self._facts: dict[str, Any] = {}
 
     # -- adapters are built once per process and target, and reused across messages
     def adapter(self, target: str) -> OutboundAdapter:
@@ -125,6 +127,9 @@ class Runner:
 
     def _move(self, conn: Connection, message_id: uuid.UUID, to: Status, change: Transition, origin: Status) -> None:
         """A fenced transition; failing the guard here means another worker owns the message now."""
+        if self._facts:  # what the stages learnt (detected standard, header ids) is kept even on rejection
+            change = replace(change, fields={**self._facts, **(change.fields or {})})
+            self._facts.clear()
         try:
             transition(conn, message_id, to, change, actor=f"worker:{self.owner}", from_statuses={origin},
                        lease_owner=self.owner)
@@ -211,7 +216,9 @@ class Runner:
                          detail={"target": row.target, "error": type(error).__name__, **error.detail},
                          status=Status.ROUTED)
 
+        self._facts = {}
         return StageContext(
+            facts=self._facts,
             message=message,
             config=self.config,
             load_parts=load_parts,

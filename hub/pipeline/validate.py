@@ -1,13 +1,32 @@
-"""validate: detect what the message is and check it. ``received → validated``."""
+"""validate: detect what the message is and check it against its schema bundle. ``received → validated``.
+
+``invalid`` → the message is rejected with the report (never retried). ``not_checked`` (no schema
+installed, unknown document) moves on with the verdict recorded; the matching route's ``not_checked``
+policy decides in the route stage whether it is rejected or passed on.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from lxml import etree
-
+from hub.errors import Invalid
 from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
+from hub.validation import Report, ValidationEngine
+from hub.validation.bundles import default_schema_dirs
+
+
+def _facts(report: Report) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "verdict": report.verdict,
+        "standard": report.standard,
+        "standard_version": report.version,
+        "message_type": report.message_type,
+    }
+    uuid = report.header.get("message_uuid")
+    if isinstance(uuid, str) and uuid:
+        facts["xoev_message_uuid"] = uuid[:100]
+    return facts
 
 
 class Validate:
@@ -18,11 +37,12 @@ class Validate:
     def run(self, ctx: StageContext) -> StageResult:
         root = ctx.cache.get("xml_root")
         if root is None:
-            return StageResult(reason="not XML; nothing to validate", detail={"verdict": "not_checked"})
-        qname = etree.QName(root)
-        fields = {"standard": qname.namespace, "message_type": qname.localname}
-        return StageResult(
-            reason=f"well-formed {qname.localname}",
-            detail={"verdict": "not_checked", "root": qname.text},
-            fields=fields,
-        )
+            ctx.facts["verdict"] = "not_checked"
+            return StageResult(reason="not XML; no schema check", detail={"verdict": "not_checked"})
+        report = ValidationEngine.shared(default_schema_dirs(ctx.config.schema_dir)).validate_root(root)
+        ctx.facts.update(_facts(report))
+        detail = {"report": report.to_dict()}
+        if report.verdict == "invalid":
+            errors = len(report.errors)
+            raise Invalid(f"{report.summary()} ({errors} error{'s' if errors != 1 else ''})", detail=detail)
+        return StageResult(reason=report.summary(), detail=detail)

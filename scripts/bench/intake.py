@@ -39,7 +39,7 @@ from hub.auth import hash_token  # noqa: E402
 from hub.db import make_engine, normalise_url  # noqa: E402
 from hub.models import Event, Message  # noqa: E402
 
-SAMPLE = ROOT / "tests" / "fixtures" / "messages" / "xbau-eingangsbestaetigung.1120.xml"
+SAMPLE = ROOT / "tests/fixtures/xoev/xbau-2.6/constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"
 TOKEN = "bench-token"
 
 

@@ -14,7 +14,7 @@ from hub.models import Message, utcnow
 from hub.sandbox.recorder import create_recorder
 from hub.statemachine import Status
 from hub.worker import Worker
-from tests.support import XBAU_VALID, hub_config, running
+from tests.support import XBAU_INVALID, XBAU_VALID, hub_config, running
 
 
 @pytest.fixture
@@ -181,3 +181,54 @@ def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> 
         runner.process(message.id)
     assert store.get(engine, message.id).status == Status.RECEIVED  # type: ignore[union-attr]
     assert len(store.events(engine, message.id)) == 1  # the stale worker left no trace
+
+
+XOEV = Path(__file__).resolve().parents[1] / "fixtures" / "xoev"
+
+
+def test_valid_message_records_what_it_is(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    message = _submit(engine, XBAU_VALID.read_bytes())
+    _run(hub_config(db_url, tmp_path), engine)
+    done = store.get(engine, message.id)
+    assert done is not None and done.status == "acknowledged" and done.verdict == "valid"
+    assert (done.standard, done.standard_version) == ("XBau", "2.6")
+    assert done.xoev_message_uuid  # from nachrichtenkopf.g2g
+    validated = next(e for e in store.events(engine, message.id) if e.to_status == "validated")
+    assert validated.detail["report"]["verdict"] == "valid"  # type: ignore[index]
+
+
+def test_schema_invalid_message_is_rejected_with_the_report(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    message = _submit(engine, XBAU_INVALID.read_bytes())
+    _run(hub_config(db_url, tmp_path), engine)
+    done = store.get(engine, message.id)
+    assert done is not None and done.status == "rejected" and done.verdict == "invalid"
+    assert done.standard == "XBau" and done.attempts == 0  # kept even though it was rejected
+    last = store.events(engine, message.id)[-1]
+    findings = last.detail["report"]["findings"]  # type: ignore[index]
+    assert findings[0]["severity"] == "error" and findings[0]["line"] and findings[0]["path"]
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_code_list_violation_is_rejected(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    sample = next((XOEV / "xdomea-3.0.0").glob("*0503.xml"))
+    message = _submit(engine, sample.read_bytes())
+    _run(hub_config(db_url, tmp_path), engine)
+    done = store.get(engine, message.id)
+    assert done is not None and done.status == "rejected"
+    assert "code '002' is not in code list" in (done.last_error or "")
+
+
+@pytest.mark.parametrize(("policy", "final"), [("pass", "acknowledged"), ("reject", "rejected")])
+def test_route_policy_decides_about_unchecked_messages(engine: Engine, db_url: str, tmp_path: Path,
+                                                       policy: str, final: str) -> None:
+    config = hub_config(db_url, tmp_path, routes=[{"name": "trade", "match": {"standard": "XGewerbeanzeige"},
+                                                   "targets": ["outbox"], "not_checked": policy}])
+    message = _submit(engine, (XOEV / "xgewerbeanzeige" / "xgwa2.2-valid.xml").read_bytes())
+    _run(config, engine)
+    done = store.get(engine, message.id)
+    assert done is not None and done.status == final and done.verdict == "not_checked"
+    assert (done.standard, done.standard_version) == ("XGewerbeanzeige", "2.2")
+    validated = next(e for e in store.events(engine, message.id) if e.to_status == "validated")
+    assert "not installed" in validated.reason
+    if final == "rejected":
+        assert "accepts only checked messages" in (done.last_error or "")

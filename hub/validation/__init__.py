@@ -1,0 +1,19 @@
+"""XÖV validation: schema bundles, detection and header extraction, XSD, code lists, Schematron.
+
+Public interface::
+
+    engine = ValidationEngine.shared([Path("xsd"), Path("var/schemas")])
+    report = engine.validate(data)        # never raises; report.verdict in valid|invalid|not_checked
+
+Module map: ``manifest`` (bundle.json), ``bundles`` (discovery, lazy compile), ``resolver`` (local-only
+schema imports), ``detection`` (standard/version/type, header), ``codelists`` (genericode),
+``schematron`` (Schematron → XSLT 2.0 on Saxon-HE), ``engine``, ``report``, ``install``
+(``xhub schemas add``), ``cli`` (typer commands).
+"""
+
+from __future__ import annotations
+
+from hub.validation.engine import ValidationEngine
+from hub.validation.report import Finding, Report
+
+__all__ = ["Finding", "Report", "ValidationEngine"]

@@ -1,0 +1,149 @@
+"""Schema bundles on disk: discovery, and the compiled checks of one bundle (built lazily, once).
+
+``load_bundles(dirs)`` finds every ``<dir>/<bundle>/bundle.json``. A bundle compiles its XSD, code
+lists and Schematron the first time a document of its namespaces arrives, and keeps them for the life
+of the process. Compiled lxml schemas share one error log per object, so validation holds a per-bundle
+lock; the lock is uncontended in the sync workers and cheap in the API's thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+import hub
+from hub.validation.codelists import CodeListError, CodeListSet
+from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest
+from hub.validation.report import Finding, Severity
+from hub.validation.resolver import BundleResolver, schema_parser
+from hub.validation.schematron import SchematronError, SchematronRules, saxon_available
+
+__all__ = ["DEFAULT_OPERATOR_DIR", "Bundle", "CompiledBundle", "default_schema_dirs", "load_bundles",
+           "shipped_schema_dir"]
+
+MAX_FINDINGS_PER_CHECK = 200
+
+DEFAULT_OPERATOR_DIR = Path("var/schemas")
+
+
+def shipped_schema_dir() -> Path:
+    """``xsd/`` beside the ``hub`` package (a source checkout), else ``./xsd``."""
+    beside = Path(hub.__file__).resolve().parents[1] / "xsd"
+    return beside if beside.is_dir() else Path.cwd() / "xsd"
+
+
+def default_schema_dirs(operator_dir: Path = DEFAULT_OPERATOR_DIR) -> list[Path]:
+    """Shipped bundles first, the operator's directory second (it overrides)."""
+    return [shipped_schema_dir(), operator_dir]
+
+
+
+def _xsd_severity(entry: etree._LogEntry) -> Severity:
+    return "warning" if entry.level_name == "WARNING" else "error"
+
+
+@dataclass
+class CompiledBundle:
+    """The ready-to-run checks of one bundle."""
+
+    schema: etree.XMLSchema
+    codelists: CodeListSet
+    schematron: SchematronRules | None
+    notes: list[Finding] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_xsd(self, root: etree._Element) -> list[Finding]:
+        """XSD validation; also inserts schema-fixed attributes (``listURI``…) for the code-list check."""
+        with self.lock:
+            valid = self.schema.validate(root.getroottree())
+            entries = [] if valid else list(self.schema.error_log)
+        findings = [
+            Finding(_xsd_severity(e), e.message, e.line or None, e.path or None, "xsd")
+            for e in entries[:MAX_FINDINGS_PER_CHECK]
+        ]
+        if len(entries) > MAX_FINDINGS_PER_CHECK:
+            findings.append(
+                Finding(
+                    "info", f"{len(entries) - MAX_FINDINGS_PER_CHECK} more XSD findings omitted", rule="xsd"
+                )
+            )
+        return findings
+
+
+@dataclass
+class Bundle:
+    """One bundle folder and its manifest; :meth:`compiled` builds the checks on first use."""
+
+    folder: Path
+    manifest: Manifest
+    origin: str
+    _compiled: CompiledBundle | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return f"{self.manifest.standard} {self.manifest.version}"
+
+    def compiled(self) -> CompiledBundle:
+        """Compile (once per process) and return the checks; raises :class:`BundleError`."""
+        if self._compiled is None:
+            with self._lock:
+                if self._compiled is None:
+                    self._compiled = self._compile()
+        return self._compiled
+
+    def _compile(self) -> CompiledBundle:
+        manifest, folder = self.manifest, self.folder
+        resolver = BundleResolver(folder, manifest.schema_locations)
+        try:
+            doc = etree.parse(str(folder / manifest.entry), schema_parser(resolver))
+            schema = etree.XMLSchema(doc, attribute_defaults=True)
+        except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+            refused = (
+                f" (refused schema locations: {', '.join(resolver.refused)})" if resolver.refused else ""
+            )
+            raise BundleError(f"{self.name}: XSD {manifest.entry} does not compile: {exc}{refused}") from None
+        try:
+            codelists = CodeListSet.from_paths(folder / rel for rel in manifest.codelists)
+        except CodeListError as exc:
+            raise BundleError(f"{self.name}: {exc}") from None
+        notes: list[Finding] = []
+        rules: SchematronRules | None = None
+        if manifest.schematron:
+            if saxon_available():
+                try:
+                    rules = SchematronRules([folder / rel for rel in manifest.schematron], folder)
+                except SchematronError as exc:
+                    raise BundleError(f"{self.name}: {exc}") from None
+            else:
+                notes.append(
+                    Finding(
+                        "warning",
+                        f"Schematron rules of {self.name} not applied: saxonche is not installed",
+                        rule="schematron",
+                    )
+                )
+        return CompiledBundle(schema, codelists, rules, notes)
+
+
+def load_bundles(dirs: list[Path]) -> tuple[list[Bundle], list[str]]:
+    """All bundles under ``dirs`` (missing dirs are skipped) and a list of problems, one per bad bundle.
+
+    The origin is ``"shipped"`` for the first dir and ``"operator"`` for the others.
+    """
+    bundles: list[Bundle] = []
+    problems: list[str] = []
+    for index, directory in enumerate(dirs):
+        if not directory.is_dir():
+            continue
+        for folder in sorted(p for p in directory.iterdir() if (p / MANIFEST_NAME).is_file()):
+            try:
+                manifest = read_manifest(folder)
+            except BundleError as exc:
+                problems.append(str(exc))
+                continue
+            bundles.append(Bundle(folder, manifest, "shipped" if index == 0 else "operator"))
+    return bundles, problems

@@ -1,0 +1,125 @@
+"""Benchmark: documents/s of the xoev-hub validation engine vs bare lxml vs xmlschema, same documents.
+
+    .venv/bin/python scripts/bench/validate.py [--seconds 1.0]
+
+Per bundle (XBau 2.6, xdomea 3.0.0, XGewerbesteuer 1.4) it validates the fixture documents with
+
+* ``engine``     ``ValidationEngine.validate(bytes)``: safe parse, detection, header, XSD, code lists,
+                 Schematron (the full report);
+* ``engine-xsd`` the same engine with the bundle's Schematron files removed (shows what Schematron costs);
+* ``lxml``       ``etree.fromstring`` + ``XMLSchema.validate`` with the same compiled schema (the floor);
+* ``xmlschema``  ``XMLSchema.is_valid`` (what a user would otherwise pick; XSD only).
+
+Schemas are compiled before timing. Prints a table and writes ``scripts/bench/results/validate.json``.
+Targets from issue 3: engine ≤ 1.2x the lxml cost per document, ≥ 20x faster than xmlschema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import lxml
+import xmlschema
+from lxml import etree
+
+from hub.validation import ValidationEngine
+from hub.validation.bundles import Bundle, load_bundles
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "xoev"
+RESULTS = Path(__file__).resolve().parent / "results" / "validate.json"
+
+CASES = {  # bundle folder -> fixture documents
+    "xbau-2.6": sorted((FIXTURES / "xbau-2.6").glob("constructed_prozess*.xml")),
+    "xdomea-3.0.0": sorted((FIXTURES / "xdomea-3.0.0").glob("*.xml")),
+    "xgewerbesteuer-1.4": sorted((FIXTURES / "xgewerbesteuer-1.4").glob("*.xml")),
+}
+
+
+def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float) -> float:
+    """Documents per second: repeat the whole set until ``seconds`` have passed (after one warm-up)."""
+    for doc in docs:
+        func(doc)
+    count, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for doc in docs:
+            func(doc)
+        count += len(docs)
+    return count / elapsed
+
+
+def _bench_bundle(
+    bundle: Bundle, docs: list[bytes], seconds: float, xmlschema_seconds: float
+) -> dict[str, float]:
+    engine = ValidationEngine([bundle])
+    without_sch = ValidationEngine(
+        [replace(bundle, manifest=bundle.manifest.model_copy(update={"schematron": []}), _compiled=None)]
+    )
+    entry = bundle.folder / bundle.manifest.entry
+    schema = etree.XMLSchema(etree.parse(str(entry)))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    xs_schema = xmlschema.XMLSchema(str(entry))
+
+    def bare(doc: bytes) -> bool:
+        return bool(schema.validate(etree.fromstring(doc, parser)))
+
+    return {
+        "engine": _rate(engine.validate, docs, seconds),
+        "engine-xsd": _rate(without_sch.validate, docs, seconds),
+        "lxml": _rate(bare, docs, seconds),
+        "xmlschema": _rate(lambda d: xs_schema.is_valid(io.BytesIO(d)), docs, xmlschema_seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    args = parser.parse_args()
+    bundles = {b.folder.name: b for b in load_bundles([REPO / "xsd"])[0]}
+    rows: dict[str, dict[str, float]] = {}
+    for name, paths in CASES.items():
+        docs = [p.read_bytes() for p in paths]
+        rows[name] = _bench_bundle(bundles[name], docs, args.seconds, args.seconds)
+        rows[name]["documents"] = len(docs)
+        rows[name]["avg_bytes"] = sum(map(len, docs)) / len(docs)
+
+    header = (
+        f"{'bundle':<20}{'docs':>5}{'engine/s':>11}{'eng-xsd/s':>11}{'lxml/s':>10}{'xmlschema/s':>13}"
+        f"{'engine÷lxml':>13}{'eng-xsd÷lxml':>14}{'engine vs xmlschema':>21}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in rows.items():
+        print(
+            f"{name:<20}{int(r['documents']):>5}{r['engine']:>11.0f}{r['engine-xsd']:>11.0f}{r['lxml']:>10.0f}"
+            f"{r['xmlschema']:>13.0f}{r['lxml'] / r['engine']:>12.2f}x{r['lxml'] / r['engine-xsd']:>13.2f}x"
+            f"{r['engine'] / r['xmlschema']:>19.1f}x faster"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "python": platform.python_version(),
+                "lxml": lxml.__version__,
+                "xmlschema": xmlschema.__version__,
+                "seconds_per_measurement": args.seconds,
+                "documents_per_second": rows,
+                "cost_ratio_engine_to_lxml": {n: r["lxml"] / r["engine"] for n, r in rows.items()},
+                "speedup_engine_vs_xmlschema": {n: r["engine"] / r["xmlschema"] for n, r in rows.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Every sample of the reference data gets the right verdict (the issue's acceptance list)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.validation import ValidationEngine
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "xoev"
+
+
+def _read(*parts: str) -> bytes:
+    return FIX.joinpath(*parts).read_bytes()
+
+
+def test_xbau_valid(engine: ValidationEngine) -> None:
+    report = engine.validate(
+        _read("xbau-2.6", "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml")
+    )
+    assert report.verdict == "valid", report.findings
+    assert (report.standard, report.version) == ("XBau", "2.6")
+    assert report.message_type == "prozessnachrichten.eingangsbestaetigung.1120"
+    assert report.header == {
+        "message_uuid": "6f1c2a52-1b0e-4e8e-9a55-3c1d1e0b7a11",
+        "type_code": "1120",
+        "created_at": "2025-01-15T10:00:00+01:00",
+        "author_id": "psw:00000001",
+        "reader_id": "bab:01001000",
+    }
+
+
+def test_xbau_invalid_has_line_and_xpath(engine: ValidationEngine) -> None:
+    report = engine.validate(_read("xbau-2.6", "constructed_INVALID_wrong_standard_attr.1120.xml"))
+    assert report.verdict == "invalid"
+    [error] = report.errors
+    assert error.rule == "xsd"
+    assert error.line == 7
+    assert error.path == "/xbauk:prozessnachrichten.eingangsbestaetigung.1120"
+    assert "fixed value constraint 'XBau-Kernmodul'" in error.message
+    assert any(f.rule == "schematron" and f.severity == "info" for f in report.findings)
+
+
+def test_xbau_schematron_finding_names_rule(engine: ValidationEngine) -> None:
+    data = _read("xbau-2.6", "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml")
+    report = engine.validate(data.replace(b"<vorgang>AZ-2025-0001</vorgang>", b"<vorgang>  </vorgang>"))
+    assert report.verdict == "invalid"
+    [error] = report.errors
+    assert (error.rule, error.line) == ("sch-xbau-gen-001", 32)
+    assert error.path == "/xbauk:prozessnachrichten.eingangsbestaetigung.1120/bezug/vorgang"
+
+
+@pytest.mark.parametrize("path", sorted((FIX / "xdomea-3.0.0").glob("*.xml")), ids=lambda p: p.name)
+def test_xdomea_code_002_not_in_list_version_3(engine: ValidationEngine, path: Path) -> None:
+    report = engine.validate(path.read_bytes())
+    assert report.verdict == "invalid"
+    assert (report.standard, report.version) == ("xdomea", "3.0.0")
+    assert report.header["message_uuid"] == "242f44e8-bebf-4503-a086-db252c6a4277"
+    errors = report.errors
+    assert [(e.line, e.rule) for e in errors] == [
+        (65, "urn:de:xoev:codeliste:erreichbarkeit_3"),
+        (137, "urn:de:xoev:codeliste:erreichbarkeit_3"),
+    ]
+    assert errors[0].path is not None and errors[0].path.endswith(
+        "/xdomea:Kopf/xdomea:Absender/xdomea:Kommunikation/xdomea:Kanal/code"
+    )
+    assert "'002'" in errors[0].message and "version 3" in errors[0].message
+
+
+@pytest.mark.parametrize(
+    "path", sorted((FIX / "xgewerbesteuer-1.4").glob("*.xml")), ids=lambda p: p.name[:10]
+)
+def test_xgewerbesteuer_valid(engine: ValidationEngine, path: Path) -> None:
+    report = engine.validate(path.read_bytes())
+    assert report.verdict == "valid", report.findings
+    assert (report.standard, report.version) == ("XGewerbesteuer", "1.4")
+    assert report.header["author_id"] == "12345678"
+    assert report.header["type_code"] == path.name.split("-")[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "message_type", "author", "reader"),
+    [
+        ("xgwa1.3-valid.xml", "1.3", "DatML-RAW-D", "12052000", "99"),
+        ("xgwa2.0-valid.xml", "2.0", "alg.gewerbemeldung.0300", "12052000", "000492949"),
+        ("xgwa2.1-valid.xml", "2.1", "sta.gewerbemeldung.0100", "12052000", "491000000000"),
+        ("xgwa2.2-valid.xml", "2.2", "abh.gewerbemeldung.0500", "12052000", "000100"),
+        ("xgwa2.2-invalid.xml", "2.2", "abh.gewerbemeldung.0500", "12052000", "000100"),
+    ],
+)
+def test_xgewerbeanzeige_detected_but_not_checked(
+    engine: ValidationEngine, name: str, version: str, message_type: str, author: str, reader: str
+) -> None:
+    report = engine.validate(_read("xgewerbeanzeige", name))
+    assert report.verdict == "not_checked"
+    assert (report.standard, report.version, report.message_type) == (
+        "XGewerbeanzeige",
+        version,
+        message_type,
+    )
+    assert report.reason is not None and report.reason.startswith("schema for namespace http://www.")
+    assert report.reason.endswith("not installed")
+    assert (report.header["author_id"], report.header["reader_id"]) == (author, reader)
+    if version != "1.3":
+        assert report.header["message_uuid"] == "00000000-0000-0000-0000-000000000001"
+        assert (
+            report.reason
+            == f"schema for namespace http://www.xgewerbeanzeige.de/spezifikation/{version} not installed"
+        )
+
+
+def test_unknown_document(engine: ValidationEngine) -> None:
+    report = engine.validate(_read("xgewerbeanzeige", "xy-unknown.xml"))
+    assert report.verdict == "not_checked"
+    assert report.standard is None
+    assert (
+        report.reason is not None and "unknown document: root element <xy> in no namespace" in report.reason
+    )
+
+
+def test_wrong_namespace_is_unknown(engine: ValidationEngine) -> None:
+    data = _read("xbau-2.6", "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml")
+    report = engine.validate(
+        data.replace(b"http://www.xleitstelle.de/xbau/kernmodul/1/3/0", b"urn:example:wrong")
+    )
+    assert report.verdict == "not_checked"
+    assert report.reason is not None and "namespace urn:example:wrong" in report.reason
+
+
+def test_unknown_root_in_installed_namespace_is_invalid(engine: ValidationEngine) -> None:
+    report = engine.validate(
+        b'<g:nachricht.unbekannt.9999 xmlns:g="urn:xoev-de:xunternehmen:standard:gewerbesteuer_1.4"/>'
+    )
+    assert report.verdict == "invalid"
+    assert report.errors[0].rule == "xsd"
+    assert "No matching global declaration" in report.errors[0].message
+
+
+def test_shared_engine_is_cached_per_dirs(xsd_dir: Path, tmp_path: Path) -> None:
+    ValidationEngine.reset_shared()
+    first = ValidationEngine.shared([xsd_dir, tmp_path / "none"])
+    assert ValidationEngine.shared([xsd_dir, tmp_path / "none"]) is first
+    assert ValidationEngine.shared([xsd_dir]) is not first
+    ValidationEngine.reset_shared()
