@@ -260,6 +260,32 @@ def token_new(
     typer.echo(f"token_sha256 = \"{hash_token(token)}\"")
 
 
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option(help="exit when done: 0 if every sample reached its expected state")] = False,
+    port: Annotated[int, typer.Option(help="port for the hub (0: any free port)")] = 8080,
+    workdir: Annotated[Path, typer.Option(help="where the demo keeps its database and files")] = Path("var/demo"),
+) -> None:
+    """Run the hub on SQLite against local stand-ins, submit the sample messages, show what happened."""
+    from hub.demo import run_demo
+
+    if port and not _port_free(port):
+        typer.echo(f"port {port} is in use; using a free one")
+        port = 0
+    raise typer.Exit(run_demo(workdir, port, once))
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m hub`
     app(prog_name="xhub")
 

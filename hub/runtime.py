@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +19,7 @@ from hub.config import HubConfig
 from hub.db import make_engine
 from hub.worker import Worker
 
-__all__ = ["EmbeddedWorker", "SchemaOutdated", "build_app", "open_engine", "server"]
+__all__ = ["EmbeddedWorker", "SchemaOutdated", "build_app", "free_port", "open_engine", "serve_in_thread", "server"]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +68,31 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool) -> Fa
 
 def server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a background thread (demo, stand-ins, tests); yields the base URL.
+
+    ``port=0`` picks a free port. The server (and the app's lifespan) stops when the block ends.
+    """
+    port = port or free_port(host)
+    srv = server(app, host, port)
+    thread = threading.Thread(target=srv.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"could not start a server on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=30)

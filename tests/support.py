@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from hub.auth import hash_token
 from hub.config import HubConfig
+from hub.runtime import serve_in_thread
 
 SENDER_TOKEN = "sender-token-for-tests"
 OTHER_SENDER_TOKEN = "other-sender-token-for-tests"
@@ -25,29 +23,11 @@ XBAU_VALID = FIXTURES / "xoev" / "xbau-2.6" / "constructed_prozessnachrichten.ei
 XBAU_INVALID = FIXTURES / "xoev" / "xbau-2.6" / "constructed_INVALID_wrong_standard_attr.1120.xml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """Serve ``app`` on a free loopback port in a thread; yields the base URL."""
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def hub_config(db_url: str, tmp_path: Path, **overrides: Any) -> HubConfig:

@@ -38,8 +38,11 @@ class Route:
                         "(no schema installed for it; see the validation report)",
                         detail={"route": route.name},
                     )
+                unchecked = ""
+                if ctx.message.verdict == "not_checked":
+                    unchecked = " (passed on unchecked, as the route allows)"
                 return StageResult(
-                    reason=f"route {route.name} → {', '.join(route.targets)}",
+                    reason=f"route {route.name} → {', '.join(route.targets)}{unchecked}",
                     detail={"route": route.name, "targets": route.targets, "not_matched": explanation},
                     fields={"route": route.name},
                     deliveries=tuple(route.targets),

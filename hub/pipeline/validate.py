@@ -43,6 +43,7 @@ class Validate:
         ctx.facts.update(_facts(report))
         detail = {"report": report.to_dict()}
         if report.verdict == "invalid":
-            errors = len(report.errors)
-            raise Invalid(f"{report.summary()} ({errors} error{'s' if errors != 1 else ''})", detail=detail)
+            more = len(report.errors) - 1
+            suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more > 0 else ""
+            raise Invalid(f"{report.reason}{suffix}", detail=detail)
         return StageResult(reason=report.summary(), detail=detail)

@@ -1,0 +1,214 @@
+"""``xhub demo``: the hub's main job end to end, on SQLite, against local stand-ins.
+
+It writes a complete configuration to ``var/demo/hub.toml`` (fresh database each run), starts a recording
+HTTP stand-in for the specialist procedures and the hub (API + embedded worker), submits the samples in
+``samples/`` over the real REST intake, waits for each to reach an end state and prints what happened.
+``--once`` then exits 0 only if every sample reached the state ``samples.toml`` expects; without it the
+hub keeps running so that you can look around (``xhub -c var/demo/hub.toml messages list``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.auth import hash_token, new_token
+from hub.config import HubConfig, load_config
+from hub.runtime import build_app, free_port, open_engine, serve_in_thread
+from hub.sandbox.recorder import create_recorder
+from hub.statemachine import TERMINAL
+
+__all__ = ["run_demo"]
+
+SAMPLES = Path(__file__).with_name("samples")
+
+
+@dataclass(frozen=True)
+class Sample:
+    file: str
+    expect: str
+    why: str
+
+
+@dataclass
+class Outcome:
+    sample: Sample
+    message_id: str | None = None
+    status: str = "?"
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == self.sample.expect
+
+
+def load_samples() -> list[Sample]:
+    data = tomllib.loads((SAMPLES / "samples.toml").read_text(encoding="utf-8"))
+    return [Sample(**entry) for entry in data["sample"]]
+
+
+def write_config(workdir: Path, port: int, procedure_url: str, sender_hash: str, operator_hash: str) -> Path:
+    path = workdir / "hub.toml"
+    path.write_text(
+        f"""# Written by `xhub demo`. Use it to look around: xhub -c {path} messages list
+[database]
+url = "sqlite:///{workdir / 'hub.db'}"
+
+[api]
+port = {port}
+
+[worker]
+poll_interval_seconds = 0.2
+
+[retry]
+max_attempts = 5
+base_delay_seconds = 1
+jitter = 0.1
+
+[[senders]]
+name = "demo-portal"
+tenant = "memmingen"
+token_sha256 = "{sender_hash}"
+
+[[operators]]
+name = "demo-operator"
+token_sha256 = "{operator_hash}"
+
+[targets.bauamt-dms]
+adapter = "file"
+directory = "{workdir / 'outbox' / 'bauamt-dms'}"
+
+[targets.bauamt-fachverfahren]
+adapter = "http"
+url = "{procedure_url}/inbox/bauamt"
+
+[targets.steueramt]
+adapter = "http"
+url = "{procedure_url}/inbox/steueramt"
+
+[targets.gewerbeamt]
+adapter = "http"
+url = "{procedure_url}/inbox/gewerbeamt"
+
+[[routes]]
+name = "bauaufsicht"
+match = {{ standard = "XBau" }}
+targets = ["bauamt-dms", "bauamt-fachverfahren"]
+
+[[routes]]
+name = "archiv"
+match = {{ standard = "xdomea" }}
+targets = ["bauamt-dms"]
+
+[[routes]]
+name = "gewerbesteuer"
+match = {{ standard = "XGewerbesteuer" }}
+targets = ["steueramt"]
+
+[[routes]]
+name = "gewerbeanzeige"
+match = {{ standard = "XGewerbeanzeige" }}
+targets = ["gewerbeamt"]
+not_checked = "pass"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _submit(client: httpx.Client, token: str, sample: Sample) -> Outcome:
+    body = (SAMPLES / sample.file).read_bytes()
+    r = client.post("/api/v1/messages", content=body,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/xml",
+                             "Idempotency-Key": f"demo-{sample.file}"})
+    if r.status_code in (200, 202):
+        return Outcome(sample, message_id=r.json()["id"], status=r.json()["status"])
+    problem = r.json()
+    return Outcome(sample, status="refused", detail=f"{r.status_code} {problem['title']}: {problem['detail']}")
+
+
+def _settle(client: httpx.Client, token: str, outcomes: list[Outcome], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = [o for o in outcomes if o.message_id]
+    while pending and time.monotonic() < deadline:
+        for outcome in list(pending):
+            data = client.get(f"/api/v1/messages/{outcome.message_id}",
+                              headers={"Authorization": f"Bearer {token}"}).json()
+            outcome.status = data["status"]
+            if outcome.status in {s.value for s in TERMINAL}:
+                outcome.detail = _explain(data)
+                pending.remove(outcome)
+        time.sleep(0.2)
+    for outcome in pending:
+        outcome.detail = f"still {outcome.status} after {timeout:.0f}s"
+
+
+def _explain(data: dict[str, Any]) -> str:
+    what = " ".join(p for p in (data.get("standard"), data.get("standard_version"), data.get("message_type")) if p)
+    if data["status"] == "acknowledged":
+        retries = [e for e in data["events"] if e["to"] == "retry_wait"]
+        targets = ", ".join(d["target"] for d in data["deliveries"])
+        note = f" (after {len(retries)} retry)" if retries else ""
+        return f"{what}: delivered to {targets}{note}"
+    return f"{what or 'unknown document'}: {data.get('last_error') or data['events'][-1]['reason']}"
+
+
+def _print(outcomes: list[Outcome]) -> None:
+    width = max(len(o.sample.file) for o in outcomes)
+    print(f"\n{'sample':<{width}}  {'expected':<12} {'got':<12}  what happened")
+    print("-" * (width + 80))
+    for o in outcomes:
+        mark = "ok " if o.ok else "FAIL"
+        detail = o.detail if len(o.detail) <= 160 else o.detail[:157] + "..."
+        print(f"{o.sample.file:<{width}}  {o.sample.expect:<12} {o.status:<12}  {mark} {detail}")
+        if o.message_id:
+            print(f"{'':<{width}}  {'':<25}  id {o.message_id}")
+
+
+def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int:
+    """Run the demo; returns the process exit code."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    sender_token, operator_token = new_token(), new_token()
+    with serve_in_thread(create_recorder()) as procedure_url:
+        # The building authority's specialist procedure answers 503 once: the demo shows a retry.
+        httpx.post(f"{procedure_url}/_behaviour", json={"fail_status": 503, "fail_count": 1})
+        port = port or free_port()
+        config_path = write_config(workdir, port, procedure_url, hash_token(sender_token), hash_token(operator_token))
+        config: HubConfig = load_config(config_path, env={})
+        engine = open_engine(config)
+        app = build_app(config, engine, embedded_worker=True)
+        with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
+            (workdir / "endpoints.json").write_text(json.dumps({
+                "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
+                "specialist_procedure_stand_in": procedure_url, "config": str(config_path),
+            }, indent=2) + "\n", encoding="utf-8")
+            print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); specialist procedure stand-in on {procedure_url}")
+            outcomes = [_submit(client, sender_token, s) for s in load_samples()]
+            _settle(client, operator_token, outcomes, timeout)
+            _print(outcomes)
+            received = httpx.get(f"{procedure_url}/_received").json()
+            print(f"\nthe specialist procedure stand-in received {received['count']} request(s); "
+                  f"files in {workdir / 'outbox'}: {sum(1 for p in (workdir / 'outbox').rglob('*') if p.is_file())}")
+            failed = [o for o in outcomes if not o.ok]
+            print(f"{len(outcomes) - len(failed)} of {len(outcomes)} samples reached their expected state")
+            if not once:
+                print(f"\nThe hub keeps running. Tokens are in {workdir / 'endpoints.json'}. Try:\n"
+                      f"  .venv/bin/xhub -c {config_path} messages list\n"
+                      f"  .venv/bin/xhub -c {config_path} messages show <id>\n"
+                      "Press Ctrl-C to stop.")
+                try:
+                    threading.Event().wait()
+                except KeyboardInterrupt:
+                    print("stopping")
+        engine.dispose()
+    return 1 if failed else 0
