@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["AdapterConfig", "DeliveryRequest", "DeliveryResult", "OutboundAdapter"]
+__all__ = ["AdapterConfig", "Deliverer", "DeliveryRequest", "DeliveryResult", "OutboundAdapter"]
 
 
 class AdapterConfig(BaseModel):
@@ -42,8 +42,12 @@ class DeliveryResult:
         return {"reference": self.reference, "status_code": self.status_code, "excerpt": self.excerpt, **self.detail}
 
 
-class OutboundAdapter(Protocol):
-    name: ClassVar[str]
-    Config: ClassVar[type[AdapterConfig]]
+class Deliverer(Protocol):
+    """What the deliver stage needs: an adapter, or an adapter behind the hub's target gate."""
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult: ...
+
+
+class OutboundAdapter(Deliverer, Protocol):
+    name: ClassVar[str]
+    Config: ClassVar[type[AdapterConfig]]

@@ -24,6 +24,7 @@ from hub.auth import hash_token, new_token
 from hub.config import ConfigError, HubConfig, load_config
 from hub.runtime import SchemaOutdated, build_app, open_engine, server
 from hub.statemachine import IllegalTransition, Status
+from hub.targets import target_overview
 from hub.validation.cli import schemas_app, validate_command
 from hub.worker import Worker, install_signal_handlers
 
@@ -239,6 +240,23 @@ def messages_requeue(
                    err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{mid} requeued")
+
+
+@app.command("targets")
+def targets_cmd(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """Delivery targets: circuit state, consecutive failures, calls in flight."""
+    rows = target_overview(_engine(), _config().targets)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        limit = f"/{r['max_concurrency']}" if r["max_concurrency"] else ""
+        line = f"{r['target']:<24} {r['adapter']:<6} circuit {r['circuit']:<9} in flight {r['in_flight']}{limit}"
+        if r["circuit"] != "closed":
+            line += f"  until {r['open_until']}"
+        if r["consecutive_failures"]:
+            line += f"  {r['consecutive_failures']} failure(s): {r['last_error']}"
+        typer.echo(line)
 
 
 @token_app.command("new")

@@ -93,11 +93,23 @@ class OperatorConfig(_TokenHolder):
     """A person or system allowed to read every message and act on it (requeue)."""
 
 
+class CircuitConfig(_Model):
+    """Stop calling a target after this many consecutive transient failures, for this long."""
+
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_seconds: float = Field(60.0, gt=0)
+
+
 class TargetConfig(_Model):
-    """A delivery target: which adapter, and that adapter's own settings (checked by the adapter)."""
+    """A delivery target: which adapter, how the hub protects it, and the adapter's own settings.
+
+    Keys other than the ones below belong to the adapter and are checked by its ``Config`` model.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
     adapter: str = Field(min_length=1)
+    max_concurrency: int | None = Field(None, ge=1, description="calls in flight at once, over all workers")
+    circuit: CircuitConfig = CircuitConfig()
 
     def adapter_settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})

@@ -4,6 +4,8 @@
 
     HubError
     ├── Retriable   transient (connection refused, timeout, 5xx, 429): retry later, per the route's budget
+    │   └── Deferred    the target is not to be called now (circuit open, concurrency limit reached): wait
+    │                   without spending the retry budget; nothing was sent
     ├── Permanent   retrying will not help (4xx, SOAP client fault, misconfiguration): ``dead``, an
     │               operator looks at it and can requeue once the cause is fixed
     └── Invalid     the message itself can never be processed (malformed, schema-invalid): ``rejected``
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HubError", "Invalid", "Permanent", "Retriable"]
+__all__ = ["Deferred", "HubError", "Invalid", "Permanent", "Retriable"]
 
 
 class HubError(Exception):
@@ -35,6 +37,10 @@ class Retriable(HubError):
     ) -> None:
         super().__init__(message, detail=detail)
         self.retry_after = retry_after
+
+
+class Deferred(Retriable):
+    """Not attempted: the hub holds the message back to protect the target. Not counted as an attempt."""
 
 
 class Permanent(HubError):

@@ -163,5 +163,30 @@ class Delivery(Base):
     __table_args__ = (UniqueConstraint("message_id", "target"),)
 
 
+class TargetState(Base):
+    """Circuit breaker state of one target, shared by every worker."""
+
+    __tablename__ = "target_states"
+
+    target: Mapped[str] = mapped_column(String(100), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="circuit open (no calls) until then")
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TargetSlot(Base):
+    """One of a target's ``max_concurrency`` delivery slots; a worker holds one while it calls the target."""
+
+    __tablename__ = "target_slots"
+
+    target: Mapped[str] = mapped_column(String(100), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

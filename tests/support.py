@@ -60,7 +60,8 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> A
         time.sleep(interval)
 
 
-def write_config(path: Path, db_url: str, target_url: str, *, lease_seconds: float = 30, extra: str = "") -> Path:
+def write_config(path: Path, db_url: str, target_url: str, *, lease_seconds: float = 30, extra: str = "",
+                 target_extra: str = "") -> Path:
     """A hub.toml for worker subprocesses: one http target, one catch-all route."""
     path.write_text(
         f"""
@@ -80,6 +81,7 @@ jitter = 0
 [targets.registry]
 adapter = "http"
 url = "{target_url}"
+{target_extra}
 
 [[routes]]
 name = "all"

@@ -28,6 +28,7 @@ from hub.db import ping
 from hub.models import Message
 from hub.pipeline.verify import is_xml
 from hub.statemachine import IllegalTransition, Status
+from hub.targets import target_overview
 from hub.xmlsafe import XmlLimits, XmlRejected, parse
 
 __all__ = ["create_app"]
@@ -151,6 +152,13 @@ def create_app(
         if on_accept is not None:
             on_accept()
         return {"id": str(message_id), "status": Status.RETRY_WAIT.value}
+
+    @app.get("/api/v1/targets")
+    async def targets(who: Auth) -> dict[str, Any]:
+        """Every target with its circuit state (closed | open | half-open) and calls in flight."""
+        if who.kind != "operator":
+            raise Problem(403, "not-an-operator", "Operators only", "target state needs an operator token")
+        return {"items": await run_in_threadpool(target_overview, engine, config.targets)}
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from alembic import context
+from typing import Any, Literal
 
-from hub.models import Base
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+
+from hub.models import Base, UTCDateTime
+
+
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Migrations must not import the models: render our column types as plain SQLAlchemy ones."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -12,6 +23,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite needs table rebuilds for most ALTERs
     compare_type=True,
+    render_item=render_item,
 )
 with context.begin_transaction():
     context.run_migrations()

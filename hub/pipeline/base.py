@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from hub.statemachine import Status
 
 if TYPE_CHECKING:
-    from adapters.base import DeliveryResult, OutboundAdapter
+    from adapters.base import Deliverer, DeliveryResult
     from hub.config import HubConfig, RouteConfig
     from hub.errors import HubError
     from hub.models import Delivery, Message, MessagePart
@@ -42,7 +42,7 @@ class StageContext:
     load_parts: Callable[[], list[MessagePart]]
     load_deliveries: Callable[[], list[Delivery]]
     record_delivery: Callable[[Delivery, DeliveryResult | None, HubError | None], None]
-    adapter: Callable[[str], OutboundAdapter]
+    adapter: Callable[[str], Deliverer]
     keep_lease: Callable[[], None]
     cache: dict[str, Any] = field(default_factory=dict)  # shared between the stages of one run
     facts: dict[str, Any] = field(default_factory=dict)  # message columns learnt; stored with the next transition

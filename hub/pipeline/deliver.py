@@ -2,7 +2,7 @@
 
 Each target's outcome is recorded on its delivery row as it happens, so a retry only redoes the targets
 that failed. When several targets fail, the message follows the most severe failure
-(invalid > permanent > retriable).
+(invalid > permanent > retriable > deferred).
 """
 
 from __future__ import annotations
@@ -10,11 +10,20 @@ from __future__ import annotations
 from typing import ClassVar
 
 from adapters.base import DeliveryRequest
-from hub.errors import HubError, Invalid, Permanent, Retriable
+from hub.errors import Deferred, HubError, Invalid, Permanent
 from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
 
-_SEVERITY: list[type[HubError]] = [Invalid, Permanent, Retriable]
+
+def _severity(error: HubError) -> int:
+    """Lower is worse: invalid, permanent, retriable, then deferred (not even attempted)."""
+    if isinstance(error, Invalid):
+        return 0
+    if isinstance(error, Permanent):
+        return 1
+    if isinstance(error, Deferred):
+        return 3
+    return 2
 
 
 class Deliver:
@@ -55,8 +64,7 @@ class Deliver:
             ctx.record_delivery(row, result, None)
             done.append(row.target)
         if failures:
-            worst = min(failures, key=lambda e: next(i for i, k in enumerate(_SEVERITY) if isinstance(e, k)))
-            raise worst
+            raise min(failures, key=_severity)
         delivered = [r.target for r in rows]
         return StageResult(
             reason=f"delivered to {', '.join(delivered)}",

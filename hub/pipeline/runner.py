@@ -22,15 +22,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 import adapters
-from adapters.base import DeliveryResult, OutboundAdapter
+from adapters.base import DeliveryResult
 from hub import queue, store
 from hub.config import HubConfig
-from hub.errors import HubError, Invalid, Permanent, Retriable
+from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
 from hub.models import Delivery, Message, utcnow
 from hub.pipeline import STAGES
 from hub.pipeline.base import Stage, StageContext
 from hub.retry import decide
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
+from hub.targets import GuardedAdapter, TargetGate
 
 __all__ = ["LeaseLost", "Runner"]
 
@@ -48,27 +49,27 @@ class Runner:
         self.owner = owner
         self.stages = stages
         self.lease = timedelta(seconds=config.worker.lease_seconds)
-        self._adapters: dict[str, OutboundAdapter] = {}
+        self._adapters: dict[str, GuardedAdapter] = {}
         self._facts: dict[str, Any] = {}
+        self.gate = TargetGate(engine, owner, self.lease)
 
     # -- adapters are built once per process and target, and reused across messages
-    def adapter(self, target: str) -> OutboundAdapter:
+    def adapter(self, target: str) -> GuardedAdapter:
         if target not in self._adapters:
             cfg = self.config.targets.get(target)
             if cfg is None:
                 raise Permanent(f"target {target!r} is not configured")
             try:
-                self._adapters[target] = adapters.build(target, cfg.adapter, cfg.adapter_settings())
+                adapter = adapters.build(target, cfg.adapter, cfg.adapter_settings())
             except adapters.AdapterConfigError as exc:
                 raise Permanent(str(exc)) from None
+            self._adapters[target] = GuardedAdapter(self.gate, target, cfg, adapter)
         return self._adapters[target]
 
     def close(self) -> None:
         """Release what the adapters hold (HTTP connection pools, SOAP clients)."""
         for adapter in self._adapters.values():
-            close = getattr(adapter, "close", None)
-            if close is not None:
-                close()
+            adapter.close()
         self._adapters.clear()
 
     def process(self, message_id: uuid.UUID) -> Status:
@@ -144,6 +145,12 @@ class Runner:
         elif isinstance(exc, Permanent):
             to = Status.DEAD
             change = Transition(reason=reason, detail=detail, last_error=str(exc), resume_status=status)
+        elif isinstance(exc, Deferred):  # nothing was sent: wait, without spending the retry budget
+            retry_at = utcnow() + timedelta(seconds=exc.retry_after or 1.0)
+            detail["retry_at"] = retry_at.isoformat()
+            to = Status.RETRY_WAIT
+            change = Transition(reason=f"deferred: {reason}", detail=detail, next_attempt_at=retry_at,
+                                resume_status=status, release_lease=True)
         else:
             assert isinstance(exc, Retriable)
             policy = self.config.retry_for(message.route)
@@ -210,6 +217,8 @@ class Runner:
                     store.record_delivery(conn, row.id, status="delivered", response=result.as_event(), error=None)
                     note(conn, message.id, f"delivered to {row.target}", actor=actor, kind="attempt",
                          detail={"target": row.target, **result.as_event()}, status=Status.ROUTED)
+                elif isinstance(error, Deferred):
+                    return  # not an attempt: the row stays as it was, the transition says why
                 else:
                     store.record_delivery(conn, row.id, status="failed", response=error.detail, error=str(error))
                     note(conn, message.id, f"delivery to {row.target} failed: {error}", actor=actor, kind="attempt",
