@@ -8,13 +8,13 @@ from pydantic import ValidationError
 
 from adapters.base import DeliveryRequest, DeliveryResult, OutboundAdapter
 from adapters.file import FileAdapter
-from adapters.http import HttpAdapter
+from adapters.rest import RestAdapter
 
 __all__ = ["OUTBOUND", "AdapterConfigError", "DeliveryRequest", "DeliveryResult", "OutboundAdapter", "build"]
 
 OUTBOUND: dict[str, type[Any]] = {
     FileAdapter.name: FileAdapter,
-    HttpAdapter.name: HttpAdapter,
+    RestAdapter.name: RestAdapter,
 }
 
 

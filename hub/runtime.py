@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -66,8 +67,10 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool) -> Fa
     return create_app(config, engine, on_accept=embedded.wake, lifespan_hooks=(embedded.start, embedded.stop))
 
 
-def server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+def server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """A uvicorn server; ``options`` go to ``uvicorn.Config`` (e.g. ``ssl_certfile`` for TLS)."""
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                         **options))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,13 +80,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread (demo, stand-ins, tests); yields the base URL.
 
     ``port=0`` picks a free port. The server (and the app's lifespan) stops when the block ends.
+    ``options`` go to ``uvicorn.Config``; with ``ssl_certfile`` the URL is ``https://``.
     """
     port = port or free_port(host)
-    srv = server(app, host, port)
+    srv = server(app, host, port, **options)
     thread = threading.Thread(target=srv.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -92,7 +96,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
             raise RuntimeError(f"could not start a server on {host}:{port}")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if options.get('ssl_certfile') else 'http'}://{host}:{port}"
     finally:
         srv.should_exit = True
         thread.join(timeout=30)

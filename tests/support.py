@@ -79,7 +79,7 @@ base_delay_seconds = 0.2
 jitter = 0
 
 [targets.registry]
-adapter = "http"
+adapter = "rest"
 url = "{target_url}"
 {target_extra}
 

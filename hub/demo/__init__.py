@@ -87,15 +87,15 @@ adapter = "file"
 directory = "{workdir / 'outbox' / 'bauamt-dms'}"
 
 [targets.bauamt-fachverfahren]
-adapter = "http"
+adapter = "rest"
 url = "{procedure_url}/inbox/bauamt"
 
 [targets.steueramt]
-adapter = "http"
+adapter = "rest"
 url = "{procedure_url}/inbox/steueramt"
 
 [targets.gewerbeamt]
-adapter = "http"
+adapter = "rest"
 url = "{procedure_url}/inbox/gewerbeamt"
 
 [[routes]]

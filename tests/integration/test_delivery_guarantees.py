@@ -41,7 +41,7 @@ def _accept(engine: Engine, n: int) -> list[object]:
 def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine, db_url: str, tmp_path: Path,
                                                                   sink: str) -> None:
     config = hub_config(db_url, tmp_path,
-                        targets={"registry": {"adapter": "http", "url": f"{sink}/inbox/cases",
+                        targets={"registry": {"adapter": "rest", "url": f"{sink}/inbox/cases",
                                               "circuit": {"failure_threshold": 2, "cooldown_seconds": 600}}},
                         routes=[{"name": "all", "targets": ["registry"]}],
                         retry={"max_attempts": 3, "base_delay_seconds": 0, "jitter": 0})
@@ -70,7 +70,7 @@ def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine,
 
 def test_permanent_answers_do_not_open_the_circuit(engine: Engine, db_url: str, tmp_path: Path, sink: str) -> None:
     config = hub_config(db_url, tmp_path,
-                        targets={"registry": {"adapter": "http", "url": f"{sink}/inbox/cases",
+                        targets={"registry": {"adapter": "rest", "url": f"{sink}/inbox/cases",
                                               "circuit": {"failure_threshold": 1}}},
                         routes=[{"name": "all", "targets": ["registry"]}])
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 422, "fail_count": 1})
@@ -119,7 +119,7 @@ def test_concurrency_limit_holds_across_worker_processes(pg_url: str, tmp_path: 
             assert p.wait(timeout=240) == 0
         # A worker that found no due message exits, leaving deferred ones due shortly: finish them here.
         same = hub_config(pg_url, tmp_path, routes=[{"name": "all", "targets": ["registry"]}],
-                          targets={"registry": {"adapter": "http", "url": f"{url}/cases", "max_concurrency": 2}})
+                          targets={"registry": {"adapter": "rest", "url": f"{url}/cases", "max_concurrency": 2}})
         for _ in range(50):
             if all(store.get(engine, m).status == "acknowledged" for m in ids):  # type: ignore[union-attr, arg-type]
                 break

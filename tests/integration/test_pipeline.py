@@ -84,7 +84,7 @@ def test_no_route_is_kept_as_dead_with_reason(engine: Engine, db_url: str, tmp_p
 
 def test_target_outage_retries_then_delivers_exactly_once(engine: Engine, db_url: str, tmp_path: Path,
                                                            sink: str) -> None:
-    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "http", "url": f"{sink}/inbox/cases"}},
+    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "rest", "url": f"{sink}/inbox/cases"}},
                         routes=[{"name": "all", "targets": ["registry"]}],
                         retry={"max_attempts": 5, "base_delay_seconds": 0, "jitter": 0})
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 503, "fail_count": 2})
@@ -104,7 +104,7 @@ def test_target_outage_retries_then_delivers_exactly_once(engine: Engine, db_url
 
 def test_retry_budget_spent_goes_dead_and_requeue_finishes(engine: Engine, db_url: str, tmp_path: Path,
                                                              sink: str) -> None:
-    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "http", "url": f"{sink}/inbox/cases"}},
+    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "rest", "url": f"{sink}/inbox/cases"}},
                         routes=[{"name": "all", "targets": ["registry"],
                                  "retry": {"max_attempts": 2, "base_delay_seconds": 0, "jitter": 0}}])
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 502, "fail_count": 2})
@@ -125,7 +125,7 @@ def test_retry_budget_spent_goes_dead_and_requeue_finishes(engine: Engine, db_ur
 
 def test_permanent_target_error_goes_dead_with_the_answer(engine: Engine, db_url: str, tmp_path: Path,
                                                             sink: str) -> None:
-    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "http", "url": f"{sink}/inbox/cases"}},
+    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "rest", "url": f"{sink}/inbox/cases"}},
                         routes=[{"name": "all", "targets": ["registry"]}])
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 400, "fail_count": 1})
     message = _submit(engine, XBAU_VALID.read_bytes())
@@ -142,7 +142,7 @@ def test_fan_out_partial_failure_redoes_only_the_failed_target(engine: Engine, d
     config = hub_config(
         db_url, tmp_path,
         targets={"dms": {"adapter": "file", "directory": str(tmp_path / "dms")},
-                 "registry": {"adapter": "http", "url": f"{sink}/inbox/cases"}},
+                 "registry": {"adapter": "rest", "url": f"{sink}/inbox/cases"}},
         routes=[{"name": "both", "targets": ["dms", "registry"]}],
     )
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 503, "fail_count": 1})
@@ -159,13 +159,13 @@ def test_fan_out_partial_failure_redoes_only_the_failed_target(engine: Engine, d
 
 
 def test_misconfigured_target_goes_dead_with_a_clear_reason(engine: Engine, db_url: str, tmp_path: Path) -> None:
-    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "http", "url": "ftp://nope"}},
+    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "rest", "url": "ftp://nope"}},
                         routes=[{"name": "all", "targets": ["registry"]}])
     message = _submit(engine, XBAU_VALID.read_bytes())
     _run(config, engine)
     done = store.get(engine, message.id)
     assert done is not None and done.status == "dead"
-    assert "targets.registry (http): url" in (done.last_error or "")
+    assert "targets.registry (rest): url" in (done.last_error or "")
 
 
 def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> None:

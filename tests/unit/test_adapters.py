@@ -12,7 +12,7 @@ import pytest
 import adapters
 from adapters.base import DeliveryRequest
 from adapters.file import FileAdapter, FileConfig
-from adapters.http import HttpAdapter, HttpConfig, classify, retry_after_seconds
+from adapters.rest import RestAdapter, RestConfig, classify, retry_after_seconds
 from hub.errors import Permanent, Retriable
 
 
@@ -70,7 +70,7 @@ def test_retry_after_forms() -> None:
     assert info.value.retry_after == 7
 
 
-def test_http_adapter_sends_key_and_maps_transport_errors() -> None:
+def test_rest_adapter_sends_key_and_maps_transport_errors() -> None:
     seen: list[httpx.Request] = []
 
     def handler(req: httpx.Request) -> httpx.Response:
@@ -81,7 +81,7 @@ def test_http_adapter_sends_key_and_maps_transport_errors() -> None:
             raise httpx.ReadTimeout("slow", request=req)
         return httpx.Response(201, headers={"Location": "/cases/9"})
 
-    adapter = HttpAdapter(HttpConfig(url="http://target/cases", bearer_token="s3cret"))  # type: ignore[arg-type]
+    adapter = RestAdapter(RestConfig(url="http://target/cases", bearer_token="s3cret"))  # type: ignore[arg-type]
     adapter._client = httpx.Client(transport=httpx.MockTransport(handler))
     assert adapter.deliver(request()).reference == "/cases/9"
     assert seen[0].headers["idempotency-key"] == "xhub-m1-t" and seen[0].headers["authorization"] == "Bearer s3cret"
@@ -97,4 +97,71 @@ def test_registry_validates_settings() -> None:
         adapters.build("mail", "smtp", {})
     with pytest.raises(adapters.AdapterConfigError, match=r"targets\.dms \(file\): directory: Field required"):
         adapters.build("dms", "file", {})
-    assert "s3cret" not in repr(HttpConfig(url="http://x", bearer_token="s3cret"))  # type: ignore[arg-type]
+    assert "s3cret" not in repr(RestConfig(url="http://x", bearer_token="s3cret"))  # type: ignore[arg-type]
+
+
+def _rest(handler: object, **config: object) -> RestAdapter:
+    adapter = RestAdapter(RestConfig.model_validate({"url": "http://target/cases", **config}))
+    adapter._client.close()
+    adapter._client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+    if adapter._tokens is not None:
+        adapter._tokens.client = adapter._client
+    return adapter
+
+
+def test_oauth2_token_is_cached_and_renewed_once_on_401() -> None:
+    calls: list[str] = []
+    tokens = iter(["t1", "t2"])
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(f"{req.method} {req.url.path} {req.headers.get('authorization', '')}")
+        if req.url.path == "/token":
+            assert b"grant_type=client_credentials" in req.content and b"client_secret=sh" in req.content
+            return httpx.Response(200, json={"access_token": next(tokens), "expires_in": 3600})
+        if req.headers["authorization"] == "Bearer t1" and len(calls) > 3:
+            return httpx.Response(401)  # t1 was revoked meanwhile
+        return httpx.Response(201)
+
+    adapter = _rest(handler, oauth2={"token_url": "http://idp/token", "client_id": "hub", "client_secret": "sh"})
+    adapter.deliver(request())
+    adapter.deliver(request())
+    assert calls == ["POST /token ", "POST /cases Bearer t1", "POST /cases Bearer t1"]
+    adapter.deliver(request())
+    assert calls[3:] == ["POST /cases Bearer t1", "POST /token ", "POST /cases Bearer t2"]
+    adapter.close()
+
+
+@pytest.mark.parametrize(("status", "kind"), [(401, Permanent), (400, Permanent), (503, Retriable)])
+def test_oauth2_token_endpoint_failures_are_mapped_without_the_secret(status: int, kind: type[Exception]) -> None:
+    adapter = _rest(lambda req: httpx.Response(status, json={"error": "invalid_client"}),
+                    oauth2={"token_url": "http://idp/token", "client_id": "hub", "client_secret": "sh-secret"})
+    with pytest.raises(kind) as info:
+        adapter.deliver(request())
+    assert "sh-secret" not in str(info.value) and "token endpoint" in str(info.value)
+    adapter.close()
+
+
+def test_basic_auth_url_template_and_headers() -> None:
+    seen: list[httpx.Request] = []
+    adapter = _rest(lambda req: seen.append(req) or httpx.Response(200, headers={"X-Case-Id": "c7"}),
+                    url="http://target/{tenant}/cases/{message_id}", method="PUT", basic={"username": "u",
+                                                                                        "password": "p"},
+                    idempotency_header="X-Request-Id", headers={"X-Client": "xoev-hub"})
+    req = DeliveryRequest("m/1", "t", "k1", b"<a/>", "application/xml", {"tenant": "memmingen"})
+    assert adapter.deliver(req).reference == "c7"
+    (sent,) = seen
+    assert sent.method == "PUT" and sent.url.raw_path == b"/memmingen/cases/m%2F1"
+    assert sent.headers["x-request-id"] == "k1" and sent.headers["x-client"] == "xoev-hub"
+    assert sent.headers["authorization"] == "Basic dTpw"
+    adapter.close()
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"url": "http://t/{nope}"}, "unknown placeholder"),
+    ({"url": "http://t/", "bearer_token": "x", "basic": {"username": "u", "password": "p"}}, "choose one way"),
+    ({"url": "http://t/", "client_cert": "/c.pem"}, "both client_cert and client_key"),
+    ({"url": "ftp://t/"}, "String should match pattern"),
+])
+def test_rest_config_is_checked_when_loaded(config: dict[str, object], message: str) -> None:
+    with pytest.raises(adapters.AdapterConfigError, match=message):
+        adapters.build("t", "rest", config)

@@ -1,0 +1,197 @@
+"""REST adapter (httpx): one request per delivery, with an idempotency key, auth and mutual TLS.
+
+Responses are classified in one place, :func:`classify`: 2xx and 409 ("already have it") are delivered;
+408, 425, 429 and 5xx are transient (``Retry-After`` honoured); every other status is permanent.
+Transport errors (refused, reset, TLS, timeouts) are transient. httpx exceptions never leave this module.
+
+Auth, one of: ``bearer_token``; ``basic`` (username, password); ``oauth2`` client credentials, with the
+access token cached until shortly before it expires and fetched again once when the target answers 401.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import string
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
+from hub.errors import Permanent, Retriable
+
+__all__ = ["RestAdapter", "RestConfig", "classify", "retry_after_seconds"]
+
+EXCERPT = 500
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+#: Placeholders a URL template may use; values are URL-quoted.
+URL_FIELDS = {"message_id", "target", "idempotency_key", "tenant", "standard", "message_type", "xoev_message_uuid"}
+
+
+class BasicAuth(AdapterConfig):
+    username: str
+    password: SecretStr
+
+
+class OAuth2ClientCredentials(AdapterConfig):
+    token_url: str = Field(pattern=r"^https?://")
+    client_id: str
+    client_secret: SecretStr
+    scope: str | None = None
+    refresh_margin_seconds: float = Field(30.0, ge=0, description="fetch a new token this long before expiry")
+
+
+class RestConfig(AdapterConfig):
+    url: str = Field(pattern=r"^https?://", description="may use {message_id}, {tenant}, {message_type}, …")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    timeout_seconds: float = Field(30.0, gt=0)
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    idempotency_header: str = "Idempotency-Key"
+    bearer_token: SecretStr | None = None
+    basic: BasicAuth | None = None
+    oauth2: OAuth2ClientCredentials | None = None
+    client_cert: Path | None = Field(None, description="PEM certificate for mutual TLS")
+    client_key: Path | None = Field(None, description="PEM private key for mutual TLS")
+    ca_bundle: Path | None = Field(None, description="PEM CAs to trust instead of the system store")
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, url: str) -> str:
+        names = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+        unknown = names - URL_FIELDS
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(URL_FIELDS)}")
+        return url
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> RestConfig:
+        given = [n for n in ("bearer_token", "basic", "oauth2") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"choose one way to authenticate, not {' and '.join(given)}")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("mutual TLS needs both client_cert and client_key")
+        return self
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse ``Retry-After`` (delta-seconds or HTTP date) into seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(response: httpx.Response) -> DeliveryResult:
+    """Delivered → result; otherwise raise the mapped error kind."""
+    excerpt = response.text[:EXCERPT] if response.content else ""
+    detail: dict[str, Any] = {"status_code": response.status_code, "excerpt": excerpt}
+    if response.is_success or response.status_code == 409:
+        reference = response.headers.get("location") or response.headers.get("x-case-id")
+        return DeliveryResult(reference=reference, status_code=response.status_code, excerpt=excerpt)
+    reason = f"{response.request.method} {response.request.url} answered {response.status_code}"
+    if response.status_code in _TRANSIENT_STATUS:
+        raise Retriable(reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), detail=detail)
+    raise Permanent(reason, detail=detail)
+
+
+class _TokenCache:
+    """OAuth2 client-credentials token, shared by the threads of one process."""
+
+    def __init__(self, config: OAuth2ClientCredentials, client: httpx.Client) -> None:
+        self.config, self.client = config, client
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def token(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or time.monotonic() >= self._expires - self.config.refresh_margin_seconds:
+                self._token, lifetime = self._fetch()
+                self._expires = time.monotonic() + lifetime
+            return self._token
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials", "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret.get_secret_value()}
+        if self.config.scope:
+            form["scope"] = self.config.scope
+        where = f"token endpoint {self.config.token_url}"
+        try:
+            r = self.client.post(self.config.token_url, data=form)
+        except httpx.TransportError as exc:
+            raise Retriable(f"{where}: {type(exc).__name__}") from None
+        if r.status_code >= 500 or r.status_code == 429:
+            raise Retriable(f"{where} answered {r.status_code}",
+                            retry_after=retry_after_seconds(r.headers.get("retry-after")))
+        if r.status_code != 200:
+            error = r.json().get("error", "") if "json" in r.headers.get("content-type", "") else ""
+            raise Permanent(f"{where} refused the client credentials: {r.status_code} {error}".strip())
+        try:
+            body = r.json()
+            return str(body["access_token"]), float(body.get("expires_in", 300))
+        except (ValueError, KeyError, TypeError):
+            raise Permanent(f"{where} answered 200 without a usable access_token") from None
+
+
+class RestAdapter:
+    name: ClassVar[str] = "rest"
+    Config: ClassVar[type[AdapterConfig]] = RestConfig
+
+    def __init__(self, config: RestConfig) -> None:
+        self.config = config
+        timeout = httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds)
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=self._tls(config))
+        self._tokens = _TokenCache(config.oauth2, self._client) if config.oauth2 else None
+
+    @staticmethod
+    def _tls(config: RestConfig) -> ssl.SSLContext | bool:
+        if config.client_cert is None and config.ca_bundle is None:
+            return True
+        try:
+            context = ssl.create_default_context(cafile=str(config.ca_bundle) if config.ca_bundle else None)
+            if config.client_cert is not None and config.client_key is not None:
+                context.load_cert_chain(str(config.client_cert), str(config.client_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise Permanent(f"cannot load the TLS material: {exc}") from None
+        return context
+
+    def deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        fields = {"message_id": request.message_id, "target": request.target,
+                  "idempotency_key": request.idempotency_key, **request.meta}
+        url = self.config.url.format_map({k: quote(str(fields.get(k) or ""), safe="") for k in URL_FIELDS})
+        headers = {**self.config.headers, "Content-Type": request.content_type,
+                   self.config.idempotency_header: request.idempotency_key, "X-Xhub-Message-Id": request.message_id}
+        response = self._send(url, request.body, headers, renew=False)
+        if response.status_code == 401 and self._tokens is not None:
+            response = self._send(url, request.body, headers, renew=True)  # the token may have been revoked
+        return classify(response)
+
+    def _send(self, url: str, body: bytes, headers: dict[str, str], *, renew: bool) -> httpx.Response:
+        auth: httpx.Auth | None = None
+        if self.config.bearer_token is not None:
+            headers = {**headers, "Authorization": f"Bearer {self.config.bearer_token.get_secret_value()}"}
+        elif self._tokens is not None:
+            headers = {**headers, "Authorization": f"Bearer {self._tokens.token(renew=renew)}"}
+        elif self.config.basic is not None:
+            auth = httpx.BasicAuth(self.config.basic.username, self.config.basic.password.get_secret_value())
+        try:
+            return self._client.request(self.config.method, url, content=body, headers=headers, auth=auth)
+        except httpx.TimeoutException as exc:
+            raise Retriable(f"{url}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise Retriable(f"{url}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self._client.close()
