@@ -84,6 +84,8 @@ _PROLOG_WINDOW = 1024 * 1024
 
 def _ascii_prolog(data: bytes) -> bytes:
     """The document start as ASCII-compatible bytes, transcoding UTF-16/32 so the scan sees markup."""
+    if data[:1] == b"<" and data[1:2] != b"\x00":
+        return data  # the common case: no BOM, an ASCII-compatible encoding
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             if encoding == "utf-8":

@@ -7,8 +7,9 @@ Public interface::
 
 Module map: ``manifest`` (bundle.json), ``bundles`` (discovery, lazy compile), ``resolver`` (local-only
 schema imports), ``detection`` (standard/version/type, header), ``codelists`` (genericode),
-``schematron`` (Schematron → XSLT 2.0 on Saxon-HE), ``engine``, ``report``, ``install``
-(``xhub schemas add``), ``cli`` (typer commands).
+``schematron`` (Schematron → XSLT 2.0 on Saxon-HE), ``schematron_lxml`` (the rules lxml can answer
+exactly), ``schematron_source`` (reading .sch files), ``xpath_subset`` (XPath 1.0 ≡ 2.0 subset),
+``engine``, ``report``, ``install`` (``xhub schemas add``), ``cli`` (typer commands).
 """
 
 from __future__ import annotations

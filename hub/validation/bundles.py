@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from lxml import etree
@@ -87,6 +88,11 @@ class Bundle:
     def name(self) -> str:
         return f"{self.manifest.standard} {self.manifest.version}"
 
+    @cached_property
+    def header_paths(self) -> dict[str, tuple[str, ...]]:
+        """The manifest's header paths, resolved once (the header walk is cached per paths object)."""
+        return self.manifest.header_paths()
+
     def compiled(self) -> CompiledBundle:
         """Compile (once per process) and return the checks; raises :class:`BundleError`."""
         if self._compiled is None:
@@ -100,7 +106,11 @@ class Bundle:
         resolver = BundleResolver(folder, manifest.schema_locations)
         try:
             doc = etree.parse(str(folder / manifest.entry), schema_parser(resolver))
-            schema = etree.XMLSchema(doc, attribute_defaults=True)
+            # Schema-fixed attributes (listURI …) are inserted only when a later check reads them: the
+            # code-list check, or Schematron rules (which must see the document as KoSIT's would).
+            schema = etree.XMLSchema(
+                doc, attribute_defaults=bool(manifest.codelists or manifest.schematron)
+            )
         except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
             refused = (
                 f" (refused schema locations: {', '.join(resolver.refused)})" if resolver.refused else ""

@@ -113,14 +113,18 @@ class CodeListSet:
         missing_versions: set[tuple[str, str]] = set()
         tree = root.getroottree()
         # iter("code") filters in C on the unqualified name; the coded element is its parent.
+        by_uri = self._by_uri
         for code_element in root.iter("code"):
             element = code_element.getparent()
             if element is None:
                 continue
-            versions = self._by_uri.get((element.get("listURI") or "").strip())
+            uri = element.get("listURI")
+            if uri is None:
+                continue
+            uri = uri.strip()
+            versions = by_uri.get(uri)
             if versions is None:
                 continue
-            uri = element.get("listURI", "").strip()
             code = (code_element.text or "").strip()
             version = (element.get("listVersionID") or "").strip()
             if version:

@@ -106,19 +106,20 @@ class ValidationEngine:
             standard=manifest.standard,
             version=manifest.version,
             message_type=local,
-            header=extract_header(root, manifest.header_paths()),
+            header=extract_header(root, bundle.header_paths),
         )
+        findings = report.findings
         try:
             compiled = bundle.compiled()
-            report.findings.extend(compiled.notes)
-            report.findings.extend(compiled.check_xsd(root))
-            xsd_ok = not report.errors
-            report.findings.extend(compiled.codelists.check(root))
+            findings.extend(compiled.notes)
+            findings.extend(compiled.check_xsd(root))
+            xsd_ok = not any(f.severity == "error" for f in findings)
+            findings.extend(compiled.codelists.check(root))
             if compiled.schematron is not None:
                 if xsd_ok:
-                    report.findings.extend(compiled.schematron.check(root))
+                    findings.extend(compiled.schematron.check(root))
                 else:
-                    report.findings.append(
+                    findings.append(
                         Finding(
                             "info",
                             "Schematron rules not applied because the XSD check failed",
@@ -129,9 +130,10 @@ class ValidationEngine:
             report.verdict = "not_checked"
             report.reason = f"validation could not run: {exc}"
             return report
-        if report.errors:
+        first_error = next((f for f in findings if f.severity == "error"), None)
+        if first_error is not None:
             report.verdict = "invalid"
-            report.reason = report.errors[0].message
+            report.reason = first_error.message
         return report
 
     def _not_installed(self, root: etree._Element, namespace: str, local: str) -> Report:

@@ -14,6 +14,16 @@ only translates the Schematron structure into a stylesheet, following the ISO sk
 
 Abstract patterns (``sch:pattern[@abstract]``) and phases other than ``#ALL`` are refused at load time
 with :class:`SchematronError`: no XÖV bundle here uses them, and ignoring them would report wrong results.
+
+Why our own translation and not the ISO skeleton that lxml ships (``lxml/isoschematron/resources/xsl``):
+that skeleton is the XSLT 1.0 one; run on Saxon it stops with "does not work with schemas using the
+xslt2 query language". Forcing ``queryBinding="xslt"`` makes it generate a ``version="1.0"`` stylesheet,
+which Saxon runs in backwards-compatible mode (first-item and numeric-comparison rules of XPath 1.0),
+so it would not implement the binding the XÖV files declare.
+
+:class:`SchematronRules` is the entry point. Saxon stays the reference; per document and file, rules
+that :mod:`hub.validation.schematron_lxml` can prove portable are answered by lxml instead, with the
+same findings (``tests/unit/validation/test_schematron_hybrid.py`` compares both paths).
 """
 
 from __future__ import annotations
@@ -26,52 +36,32 @@ from pathlib import Path
 from lxml import etree
 
 from hub.validation.report import Finding, Severity
+from hub.validation.schematron_lxml import LxmlRules
+from hub.validation.schematron_source import (
+    SCH,
+    SchematronError,
+    abstract_rules,
+    check_id,
+    check_role,
+    load_sch,
+    rule_parts,
+    severity,
+)
+from hub.validation.schematron_source import q as _q
 
 __all__ = ["SchematronError", "SchematronRules", "compile_schematron", "saxon_available"]
 
-SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 XS = "http://www.w3.org/2001/XMLSchema"
 OUT = "urn:xoev-hub:schematron-result"
 FN = "urn:xoev-hub:schematron-functions"
 
 _SUPPORTED_BINDINGS = {"xslt", "xslt1", "xslt2", "xslt3", "xpath", "xpath2", "xpath3", "xpath31"}
-_WARNING_ROLES = {"warning", "warn", "caution"}
-_INFO_ROLES = {"info", "information", "hint"}
-
-
-class SchematronError(ValueError):
-    """A Schematron file that cannot be compiled or run; names the file and what is wrong."""
-
-
-def _q(ns: str, local: str) -> str:
-    return f"{{{ns}}}{local}"
 
 
 def _avt_literal(value: str) -> str:
     # Attributes of literal result elements are attribute value templates: escape the braces.
     return value.replace("{", "{{").replace("}", "}}")
-
-
-def _load_sch(path: Path, root_dir: Path, depth: int = 0) -> etree._Element:
-    """Parse a .sch file and inline ``sch:include`` (local files inside the bundle only)."""
-    if depth > 10:
-        raise SchematronError(f"{path.name}: sch:include nested too deeply")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True)
-    try:
-        root = etree.parse(str(path), parser).getroot()
-    except (OSError, etree.XMLSyntaxError) as exc:
-        raise SchematronError(f"{path.name}: cannot read Schematron: {exc}") from None
-    for inc in list(root.iter(_q(SCH, "include"))):
-        href = inc.get("href", "")
-        target = (path.parent / href).resolve()
-        if "://" in href or not target.is_relative_to(root_dir.resolve()):
-            raise SchematronError(f"{path.name}: sch:include {href!r} points outside the bundle")
-        included = _load_sch(target, root_dir, depth + 1)
-        parent = inc.getparent()
-        assert parent is not None  # an include element is never the document root
-        parent.replace(inc, included)
-    return root
 
 
 class _Compiler:
@@ -90,9 +80,7 @@ class _Compiler:
         self.out = etree.Element(_q(XSL, "stylesheet"), nsmap=nsmap)
         self.out.set("version", self.version)
         self.out.set("exclude-result-prefixes", " ".join(p for p in nsmap if p and p not in ("xsl", "hubr")))
-        self.abstract: dict[str, etree._Element] = {
-            r.get("id", ""): r for r in schema.iter(_q(SCH, "rule")) if r.get("abstract") == "true"
-        }
+        self.abstract = abstract_rules(schema)
 
     def el(self, parent: etree._Element, local: str, **attrs: str) -> etree._Element:
         node = etree.SubElement(parent, _q(XSL, local))
@@ -158,26 +146,12 @@ class _Compiler:
             template = self.el(
                 self.out, "template", match=context, mode=mode, priority=str(len(rules) - position)
             )
-            for part in self._rule_parts(rule):
+            for part in rule_parts(rule, self.abstract, self.name):
                 if part.tag == _q(SCH, "let"):
                     self._let(template, part)
                 else:
                     self._check(template, part, rule)
             self.el(template, "apply-templates", select="@*|node()", mode=mode)
-
-    def _rule_parts(self, rule: etree._Element, seen: frozenset[str] = frozenset()) -> list[etree._Element]:
-        parts: list[etree._Element] = []
-        for child in rule:
-            if child.tag == _q(SCH, "extends"):
-                ref = child.get("rule", "")
-                if ref in seen or ref not in self.abstract:
-                    raise SchematronError(
-                        f"{self.name}: sch:extends refers to unknown or cyclic rule {ref!r}"
-                    )
-                parts.extend(self._rule_parts(self.abstract[ref], seen | {ref}))
-            elif child.tag in (_q(SCH, "let"), _q(SCH, "assert"), _q(SCH, "report")):
-                parts.append(child)
-        return parts
 
     def _check(self, template: etree._Element, check: etree._Element, rule: etree._Element) -> None:
         test = check.get("test", "")
@@ -185,8 +159,8 @@ class _Compiler:
         cond = self.el(template, "if", test=f"not({test})" if is_assert else f"({test})")
         failed = etree.SubElement(cond, _q(OUT, "failed"))
         failed.set("kind", "assert" if is_assert else "report")
-        failed.set("id", _avt_literal(check.get("id") or rule.get("id") or ""))
-        failed.set("role", _avt_literal(check.get("role") or check.get("flag") or rule.get("role") or ""))
+        failed.set("id", _avt_literal(check_id(check, rule)))
+        failed.set("role", _avt_literal(check_role(check, rule)))
         loc = self.el(failed, "attribute", name="location")
         self.el(loc, "value-of", select="hubf:loc(.)")
         self._message(failed, check)
@@ -207,7 +181,7 @@ class _Compiler:
 
 def compile_schematron(path: Path, bundle_dir: Path) -> str:
     """Return the XSLT 2.0 text for the Schematron file ``path`` (includes resolved inside ``bundle_dir``)."""
-    return _Compiler(_load_sch(path, bundle_dir), path.name).compile()
+    return _Compiler(load_sch(path, bundle_dir), path.name).compile()
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -235,15 +209,6 @@ def _processor() -> object:
     return _saxon_state["proc"]
 
 
-def _severity(role: str) -> Severity:
-    role = role.lower()
-    if role in _WARNING_ROLES:
-        return "warning"
-    if role in _INFO_ROLES:
-        return "info"
-    return "error"
-
-
 @dataclass(frozen=True)
 class _Failure:
     rule: str
@@ -253,13 +218,21 @@ class _Failure:
 
 
 class SchematronRules:
-    """The compiled Schematron files of one bundle. ``check(root)`` returns findings; thread-safe."""
+    """The Schematron files of one bundle, ready to run; thread-safe.
+
+    Each file exists twice: as a Saxon executable (the reference, XPath 2.0 as the files declare) and
+    as :class:`~hub.validation.schematron_lxml.LxmlRules`. :meth:`check` asks lxml first, file by file,
+    and runs Saxon only for the files lxml cannot answer exactly for this document (see
+    :mod:`hub.validation.schematron_lxml`); the findings are the same either way.
+    """
 
     def __init__(self, files: list[Path], bundle_dir: Path) -> None:
         from saxonche import PySaxonApiError
 
         self.names = [f.name for f in files]
-        sources = [compile_schematron(f, bundle_dir) for f in files]
+        schemas = [load_sch(f, bundle_dir) for f in files]
+        sources = [_Compiler(s, f.name).compile() for s, f in zip(schemas, files, strict=True)]
+        self._lxml = [LxmlRules(s, f.name) for s, f in zip(schemas, files, strict=True)]
         with _saxon_lock:
             proc = _processor()
             xslt = proc.new_xslt30_processor()  # type: ignore[attr-defined]
@@ -271,51 +244,74 @@ class SchematronRules:
                     raise SchematronError(f"{name}: Saxon cannot compile the rules: {exc}") from None
             self._pid = os.getpid()
 
-    def _run(self, text: str) -> list[_Failure]:
+    def _run(self, text: str, files: list[int]) -> dict[int, list[_Failure]]:
         from saxonche import PySaxonApiError
 
-        failures: list[_Failure] = []
         with _saxon_lock:
             if self._pid != os.getpid():
                 raise SchematronError("Schematron rules were compiled in another process")
             proc = _processor()
             try:
                 node = proc.parse_xml(xml_text=text)  # type: ignore[attr-defined]
-                outputs = [exe.transform_to_string(xdm_node=node) for exe in self._executables]
+                outputs = {i: self._executables[i].transform_to_string(xdm_node=node) for i in files}
             except PySaxonApiError as exc:
                 raise SchematronError(f"Saxon failed while applying the rules: {exc}") from None
-        for output in outputs:
+        failures: dict[int, list[_Failure]] = {}
+        for index, output in outputs.items():
             result = etree.fromstring(output.encode("utf-8"))
-            for failed in result.iter(_q(OUT, "failed")):
-                message = " ".join("".join(failed.itertext()).split())
-                failures.append(
-                    _Failure(
-                        failed.get("id", ""),
-                        _severity(failed.get("role", "")),
-                        message,
-                        failed.get("location", "/"),
-                    )
+            failures[index] = [
+                _Failure(
+                    failed.get("id", ""),
+                    severity(failed.get("role", "")),
+                    " ".join("".join(failed.itertext()).split()),
+                    failed.get("location", "/"),
                 )
+                for failed in result.iter(_q(OUT, "failed"))
+            ]
         return failures
 
     def check(self, root: etree._Element) -> list[Finding]:
         """Apply every file's rules to the document; each finding names its assertion id as ``rule``."""
+        per_file = [rules.run(root) for rules in self._lxml]
+        missing = [i for i, findings in enumerate(per_file) if findings is None]
+        if missing:
+            from_saxon = self._saxon_findings(root, missing)
+            per_file = [from_saxon[i] if found is None else found for i, found in enumerate(per_file)]
+        return [finding for found in per_file if found is not None for finding in found]
+
+    def check_with_saxon(self, root: etree._Element) -> list[Finding]:
+        """Every file on Saxon (the reference path, used to prove the lxml path equivalent)."""
+        found = self._saxon_findings(root, list(range(len(self._executables))))
+        return [finding for i in range(len(self._executables)) for finding in found[i]]
+
+    def check_with_lxml(self, root: etree._Element) -> list[Finding] | None:
+        """The findings when lxml can answer for every file, else ``None`` (Saxon would be needed)."""
+        findings: list[Finding] = []
+        for rules in self._lxml:
+            found = rules.run(root)
+            if found is None:
+                return None
+            findings.extend(found)
+        return findings
+
+    def _saxon_findings(self, root: etree._Element, files: list[int]) -> dict[int, list[Finding]]:
         text = etree.tostring(root, encoding="unicode")
         tree = root.getroottree()
-        findings: list[Finding] = []
-        for failure in self._run(text):
-            line: int | None = None
-            path: str | None = failure.location
-            hits = tree.xpath(failure.location) if failure.location != "/" else [root]
-            if isinstance(hits, list) and hits:
-                hit = hits[0]
-                element = hit.getparent() if isinstance(hit, etree._ElementUnicodeResult) else hit
-                if isinstance(element, etree._Element):
-                    line = element.sourceline
-                    path = tree.getpath(element)
-                    if isinstance(hit, etree._ElementUnicodeResult) and hit.attrname:
-                        path = f"{path}/@{hit.attrname}"
-            findings.append(
-                Finding(failure.severity, failure.message, line, path, failure.rule or "schematron")
-            )
-        return findings
+        return {index: [_locate(tree, f) for f in failures] for index, failures in self._run(text, files).items()}
+
+
+def _locate(tree: etree._ElementTree, failure: _Failure) -> Finding:
+    """Map Saxon's positional location back onto the lxml tree (line number, readable XPath)."""
+    root = tree.getroot()
+    line: int | None = None
+    path: str | None = failure.location
+    hits = tree.xpath(failure.location) if failure.location != "/" else [root]
+    if isinstance(hits, list) and hits:
+        hit = hits[0]
+        element = hit.getparent() if isinstance(hit, etree._ElementUnicodeResult) else hit
+        if isinstance(element, etree._Element):
+            line = element.sourceline
+            path = tree.getpath(element)
+            if isinstance(hit, etree._ElementUnicodeResult) and hit.attrname:
+                path = f"{path}/@{hit.attrname}"
+    return Finding(failure.severity, failure.message, line, path, failure.rule or "schematron")

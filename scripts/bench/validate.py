@@ -10,8 +10,15 @@ Per bundle (XBau 2.6, xdomea 3.0.0, XGewerbesteuer 1.4) it validates the fixture
 * ``lxml``       ``etree.fromstring`` + ``XMLSchema.validate`` with the same compiled schema (the floor);
 * ``xmlschema``  ``XMLSchema.is_valid`` (what a user would otherwise pick; XSD only).
 
-Schemas are compiled before timing. Prints a table and writes ``scripts/bench/results/validate.json``.
-Targets from issue 3: engine ≤ 1.2x the lxml cost per document, ≥ 20x faster than xmlschema.
+Schemas are compiled before timing. Each rate is the best of ``--rounds`` rounds (the machine is
+shared; the best round is the least disturbed one, and every column gets the same treatment). Prints a
+table and writes ``scripts/bench/results/validate.json``. Targets from issue 3: engine ≤ 1.2x the lxml
+cost per document, ≥ 20x faster than xmlschema.
+
+Like with like: ``lxml`` and ``xmlschema`` only parse and check the XSD; ``engine`` also runs the safe
+parser's prolog scan, detection, header extraction, code lists and Schematron, so its ratio to ``lxml``
+includes all of those. ``saxon_docs`` counts the documents for which Schematron needed Saxon (the rest
+were answered by lxml, see ``hub/validation/schematron_lxml.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from lxml import etree
 
 from hub.validation import ValidationEngine
 from hub.validation.bundles import Bundle, load_bundles
+from hub.xmlsafe import parse
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "xoev"
@@ -43,16 +51,32 @@ CASES = {  # bundle folder -> fixture documents
 }
 
 
-def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float) -> float:
-    """Documents per second: repeat the whole set until ``seconds`` have passed (after one warm-up)."""
+def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float, rounds: int = 3) -> float:
+    """Documents per second, best of ``rounds``: each round repeats the whole set for ``seconds/rounds``."""
     for doc in docs:
         func(doc)
-    count, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        for doc in docs:
-            func(doc)
-        count += len(docs)
-    return count / elapsed
+    best = 0.0
+    for _ in range(rounds):
+        count, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds / rounds:
+            for doc in docs:
+                func(doc)
+            count += len(docs)
+        best = max(best, count / elapsed)
+    return best
+
+
+def _saxon_docs(bundle: Bundle, docs: list[bytes]) -> int:
+    """How many documents pass the XSD and need Saxon for at least one Schematron file."""
+    compiled = bundle.compiled()
+    if compiled.schematron is None:
+        return 0
+    needed = 0
+    for doc in docs:
+        root = parse(doc)
+        if not compiled.check_xsd(root) and compiled.schematron.check_with_lxml(root) is None:
+            needed += 1
+    return needed
 
 
 def _bench_bundle(
@@ -75,6 +99,7 @@ def _bench_bundle(
         "engine-xsd": _rate(without_sch.validate, docs, seconds),
         "lxml": _rate(bare, docs, seconds),
         "xmlschema": _rate(lambda d: xs_schema.is_valid(io.BytesIO(d)), docs, xmlschema_seconds),
+        "saxon_docs": _saxon_docs(bundle, docs),
     }
 
 
@@ -92,7 +117,7 @@ def main() -> None:
 
     header = (
         f"{'bundle':<20}{'docs':>5}{'engine/s':>11}{'eng-xsd/s':>11}{'lxml/s':>10}{'xmlschema/s':>13}"
-        f"{'engine÷lxml':>13}{'eng-xsd÷lxml':>14}{'engine vs xmlschema':>21}"
+        f"{'engine÷lxml':>13}{'eng-xsd÷lxml':>14}{'engine vs xmlschema':>21}{'saxon_docs':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -100,7 +125,7 @@ def main() -> None:
         print(
             f"{name:<20}{int(r['documents']):>5}{r['engine']:>11.0f}{r['engine-xsd']:>11.0f}{r['lxml']:>10.0f}"
             f"{r['xmlschema']:>13.0f}{r['lxml'] / r['engine']:>12.2f}x{r['lxml'] / r['engine-xsd']:>13.2f}x"
-            f"{r['engine'] / r['xmlschema']:>19.1f}x faster"
+            f"{r['engine'] / r['xmlschema']:>19.1f}x faster{int(r['saxon_docs']):>12}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

@@ -1,0 +1,362 @@
+"""Schematron rules evaluated by lxml where XPath 1.0 gives exactly the XPath 2.0 answer.
+
+:class:`LxmlRules` holds one Schematron file as lxml XPath objects, compiled once per bundle. For each
+document, :meth:`LxmlRules.run` either returns the complete list of findings of that file — identical,
+in content and order, to what the Saxon stylesheet of :mod:`hub.validation.schematron` produces — or
+``None``, meaning "this document needs Saxon for this file". It answers ``None`` when
+
+* a pattern has a rule whose context is not a portable pattern (see
+  :func:`hub.validation.xpath_subset.classify_pattern`): lxml cannot tell which rule fires where;
+* a rule fires on some node (first matching rule of its pattern, as in the ISO skeleton) and one of
+  its ``let``, ``assert``/``report`` tests or message parts is not portable;
+* at run time, a ``let`` yields something lxml cannot pass on faithfully (attribute or text nodes).
+
+Rules scoped to message types that are absent from the document are skipped without evaluating their
+context: every element name on a context's main path must occur in the document (one C-level walk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from hub.validation.report import Finding, Severity
+from hub.validation.schematron_source import (
+    SCH,
+    abstract_rules,
+    check_id,
+    check_role,
+    q,
+    rule_parts,
+    severity,
+)
+from hub.validation.xpath_subset import Kind, classify, classify_pattern
+
+__all__ = ["LxmlRules"]
+
+_STRING_VALUE = etree.XPath("string()")
+_VarValue = str | float | bool | list[etree._Element]
+_Part = str | tuple[Kind, etree.XPath]  # literal text, or an XPath whose value is inserted
+
+
+class _Unportable(Exception):
+    """A let, test or message part outside the portable subset (at compile time)."""
+
+
+class _Fallback(Exception):
+    """At run time: this document needs Saxon for this file."""
+
+
+@dataclass(frozen=True)
+class _Check:
+    test: etree.XPath  # boolean: the assertion failed / the report fired, for the context node
+    failing: etree.XPath | None  # all failing nodes of the rule at once (rules without let only)
+    rule: str
+    severity: Severity
+    message: tuple[_Part, ...]
+
+
+@dataclass(eq=False)
+class _Rule:
+    order: tuple[int, int]  # (pattern, position among the pattern's concrete rules)
+    context: etree.XPath | None  # None: the pattern cannot be matched by lxml
+    required: tuple[frozenset[str], ...]  # per context branch: element names that must occur
+    # lets and checks in document order: a let is in scope for the checks after it only
+    steps: list[tuple[str, Kind, etree.XPath] | _Check] = field(default_factory=list)
+    has_let: bool = False
+    portable: bool = True
+
+    def may_match(self, present: set[str]) -> bool:
+        """Whether some context branch has all its required element names in the document."""
+        return any(names <= present for names in self.required)
+
+
+def _text(value: object) -> str:
+    return "true" if value is True else "false" if value is False else str(value)
+
+
+class LxmlRules:
+    """One Schematron file (includes resolved) as lxml XPath objects; see the module docstring."""
+
+    def __init__(self, schema: etree._Element, name: str) -> None:
+        self.name = name
+        self.namespaces: dict[str, str] = {ns.get("prefix", ""): ns.get("uri", "") for ns in schema.iter(q(SCH, "ns"))}
+        self._abstract = abstract_rules(schema)
+        patterns = schema.findall(q(SCH, "pattern"))
+        self.globals: list[tuple[str, Kind, etree.XPath]] = []
+        env: dict[str, Kind] = {}
+        for let in [*schema.findall(q(SCH, "let")), *(x for p in patterns for x in p.findall(q(SCH, "let")))]:
+            try:
+                self.globals.append(self._let(let, env))
+            except _Unportable:
+                env.pop(let.get("name", ""), None)  # a later reference to it is not portable
+        self.patterns = [self._pattern(i, p, env) for i, p in enumerate(patterns)]
+        self._index_rules()
+
+    def _index_rules(self) -> None:
+        # Each context branch gets a key: a namespace-qualified name it requires if it has one (found by
+        # one C-level walk per namespace, which skips the unqualified bulk of an XÖV message), else an
+        # unqualified one. Rules none of whose keys occur in the document cannot match.
+        self._always: set[_Rule] = set()  # a branch requiring nothing, or a context lxml cannot match
+        self._by_key: dict[str, list[_Rule]] = {}
+        for rule in (r for rules in self.patterns for r in rules):
+            for names in rule.required:
+                ordered = sorted(names, key=lambda n: (not n.startswith("{"), n))  # qualified first
+                key = ordered[0] if ordered else None
+                if key is None or rule.context is None:
+                    self._always.add(rule)
+                else:
+                    self._by_key.setdefault(key, []).append(rule)
+        keys = set(self._by_key)
+        self._namespaces = sorted({f"{k.partition('}')[0]}}}*" for k in keys if k.startswith("{")})
+        self._plain_keys = sorted(k for k in keys if not k.startswith("{"))
+
+    def _active(self, root: etree._Element) -> list[list[_Rule]]:
+        """Per pattern (with any), the rules that may match the document, in rule order."""
+        present: set[str] = set()
+        for wildcard in self._namespaces:
+            present.update(str(el.tag) for el in root.iter(wildcard))
+        if self._plain_keys:
+            present.update(str(el.tag) for el in root.iter(*self._plain_keys))
+        candidates = set(self._always)
+        for key in present.intersection(self._by_key):
+            candidates.update(self._by_key[key])
+        if not candidates:
+            return []
+        known = self._namespaces
+        unknown = {
+            name
+            for rule in candidates
+            for names in rule.required
+            for name in names
+            if f"{name.partition('}')[0]}}}*" not in known and name not in self._plain_keys
+        }
+        if unknown:
+            present.update(str(el.tag) for el in root.iter(*unknown))
+        active: dict[int, list[_Rule]] = {}
+        for rule in sorted(candidates, key=lambda r: r.order):
+            if rule.context is None or rule.may_match(present):
+                active.setdefault(rule.order[0], []).append(rule)
+        return list(active.values())
+
+    # -- compiling
+    def _xpath(self, expression: str) -> etree.XPath:
+        try:
+            return etree.XPath(expression, namespaces=self.namespaces)
+        except etree.XPathSyntaxError:
+            raise _Unportable(expression) from None
+
+    def _typed(self, expression: str, env: Mapping[str, Kind]) -> Kind:
+        typed = classify(expression, env)
+        if typed is None:
+            raise _Unportable(expression)
+        return typed.kind
+
+    def _let(self, let: etree._Element, env: dict[str, Kind]) -> tuple[str, Kind, etree.XPath]:
+        name, value = let.get("name", ""), let.get("value")
+        if value is None or ":" in name:
+            raise _Unportable(name)
+        kind = self._typed(value, env)
+        compiled = self._xpath(value)
+        env[name] = kind
+        return name, kind, compiled
+
+    def _clark(self, qname: str) -> str:
+        prefix, _, local = qname.rpartition(":")
+        if not prefix:
+            return local
+        if prefix not in self.namespaces:
+            raise _Unportable(qname)
+        return f"{{{self.namespaces[prefix]}}}{local}"
+
+    def _pattern(self, index: int, pattern: etree._Element, global_env: dict[str, Kind]) -> list[_Rule]:
+        rules: list[_Rule] = []
+        concrete = [r for r in pattern.findall(q(SCH, "rule")) if r.get("abstract") != "true"]
+        for position, rule in enumerate(concrete):
+            order = (index, position)
+            context = rule.get("context", "")
+            branches = classify_pattern(context, global_env)
+            try:
+                if branches is None:
+                    raise _Unportable(context)
+                required = tuple(frozenset(self._clark(n) for n in b.required) for b in branches)
+                union = " | ".join(b.expression for b in branches)
+                compiled = _Rule(order, self._xpath(union), required)
+            except _Unportable:
+                rules.append(_Rule(order, None, (frozenset(),), portable=False))
+                continue
+            try:
+                self._rule_body(compiled, rule, union, global_env)
+            except _Unportable:
+                compiled.portable = False
+            rules.append(compiled)
+        return rules
+
+    def _rule_body(self, target: _Rule, rule: etree._Element, union: str, env: Mapping[str, Kind]) -> None:
+        local_env = dict(env)
+        for part in rule_parts(rule, self._abstract, self.name):
+            if part.tag == q(SCH, "let"):
+                target.steps.append(self._let(part, local_env))
+                target.has_let = True
+                continue
+            test = part.get("test", "")
+            self._typed(test, local_env)
+            condition = f"not({test})" if part.tag == q(SCH, "assert") else f"boolean({test})"
+            target.steps.append(
+                _Check(
+                    self._xpath(condition),
+                    None if target.has_let else self._xpath(f"({union})[{condition}]"),
+                    check_id(part, rule),
+                    severity(check_role(part, rule)),
+                    tuple(self._message(part, local_env)),
+                )
+            )
+
+    def _message(self, node: etree._Element, env: Mapping[str, Kind]) -> list[_Part]:
+        # Mirrors _Compiler._message: text, sch:value-of, sch:name, other markup's text, tails.
+        parts: list[_Part] = [node.text] if node.text else []
+        for child in node:
+            if child.tag == q(SCH, "value-of"):
+                select = child.get("select", ".")
+                kind = self._typed(select, env)
+                if kind == "number":
+                    raise _Unportable(select)  # number formatting differs between 1.0 and 2.0
+                parts.append((kind, self._xpath(select)))
+            elif child.tag == q(SCH, "name"):
+                select = f"name({child.get('path', '.')})"
+                parts.append((self._typed(select, env), self._xpath(select)))
+            elif isinstance(child.tag, str):
+                parts.extend(self._message(child, env))
+            if child.tail:
+                parts.append(child.tail)
+        return parts
+
+    # -- running
+    @staticmethod
+    def _value(kind: Kind, result: object) -> _VarValue:
+        if kind == "nodes":
+            if not isinstance(result, list) or not all(isinstance(n, etree._Element) for n in result):
+                raise _Fallback  # attribute or text nodes come back as strings: not a node set any more
+            return result
+        if isinstance(result, bool | float | str):
+            return result
+        raise _Fallback
+
+    def _render(self, parts: tuple[_Part, ...], node: etree._Element, variables: Mapping[str, _VarValue]) -> str:
+        out: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            kind, xpath = part
+            result = xpath(node, **variables)
+            if kind != "nodes":
+                out.append(_text(result))
+                continue
+            if not isinstance(result, list):
+                raise _Fallback
+            values = []  # xsl:value-of in XSLT 2.0: string values joined by single spaces
+            for item in result:
+                if isinstance(item, etree._Element):
+                    values.append(str(_STRING_VALUE(item)))
+                elif isinstance(item, str):
+                    values.append(str(item))
+                else:
+                    raise _Fallback
+            out.append(" ".join(values))
+        return " ".join("".join(out).split())
+
+    def run(self, root: etree._Element) -> list[Finding] | None:
+        """The findings of this file for the document, or ``None`` when Saxon must run it."""
+        tree = root.getroottree()
+        active = self._active(root)
+        if not active:
+            return []
+        try:
+            variables: dict[str, _VarValue] = {}
+            for name, kind, xpath in self.globals:
+                variables[name] = self._value(kind, xpath(tree, **variables))
+            findings: list[Finding] = []
+            for rules in active:
+                findings.extend(self._run_pattern(rules, tree, variables))
+        except _Fallback:
+            return None
+        return findings
+
+    def _run_pattern(
+        self, rules: list[_Rule], tree: etree._ElementTree, variables: dict[str, _VarValue]
+    ) -> list[Finding]:
+        """Findings of one pattern; ``rules`` are its rules that may match, in order."""
+        claimed: set[etree._Element] = set()  # nodes taken by an earlier rule of this pattern
+        hits: list[tuple[etree._Element, int, _Check, dict[str, _VarValue]]] = []
+        for position, rule in enumerate(rules):
+            if rule.context is None:
+                raise _Fallback
+            if rule.portable and not rule.has_let and position == len(rules) - 1:
+                # The last rule: its context nodes are only needed to subtract the claimed ones.
+                self._vectorised(rule, tree, variables, claimed, hits)
+                break
+            matched = rule.context(tree, **variables)
+            if not isinstance(matched, list):
+                raise _Fallback
+            fresh = [n for n in matched if n not in claimed]
+            taken = set(claimed) if len(fresh) != len(matched) else set()
+            claimed.update(matched)
+            if not fresh:
+                continue
+            if not rule.portable:
+                raise _Fallback
+            if rule.has_let:
+                self._per_node(rule, fresh, variables, hits)
+            else:
+                self._vectorised(rule, tree, variables, taken, hits)
+        if len(hits) > 1:
+            order = {el: i for i, el in enumerate(tree.getroot().iter())}
+            hits.sort(key=lambda hit: (order[hit[0]], hit[1]))
+        return [
+            Finding(
+                check.severity,
+                self._render(check.message, node, env),
+                node.sourceline,
+                tree.getpath(node),
+                check.rule or "schematron",
+            )
+            for node, _, check, env in hits
+        ]
+
+    @staticmethod
+    def _vectorised(
+        rule: _Rule,
+        tree: etree._ElementTree,
+        variables: dict[str, _VarValue],
+        taken: set[etree._Element],
+        hits: list[tuple[etree._Element, int, _Check, dict[str, _VarValue]]],
+    ) -> None:
+        """All failing nodes of each check in one XPath call, minus nodes an earlier rule took."""
+        for check in rule.steps:
+            assert isinstance(check, _Check) and check.failing is not None  # rules without let
+            failing = check.failing(tree, **variables)
+            if not isinstance(failing, list):
+                raise _Fallback
+            for node in failing:
+                if node not in taken:
+                    hits.append((node, len(hits), check, variables))
+
+    def _per_node(
+        self,
+        rule: _Rule,
+        nodes: list[etree._Element],
+        variables: dict[str, _VarValue],
+        hits: list[tuple[etree._Element, int, _Check, dict[str, _VarValue]]],
+    ) -> None:
+        for node in nodes:
+            env = dict(variables)
+            for step in rule.steps:
+                if isinstance(step, _Check):
+                    if step.test(node, **env):
+                        hits.append((node, len(hits), step, dict(env)))
+                    continue
+                name, kind, xpath = step
+                env[name] = self._value(kind, xpath(node, **env))

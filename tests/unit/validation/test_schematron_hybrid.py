@@ -1,0 +1,277 @@
+"""The lxml path for Schematron gives exactly the findings of the all-Saxon path, or steps aside.
+
+Every test compares :meth:`SchematronRules.check` (hybrid) with :meth:`SchematronRules.check_with_saxon`
+(the reference) and, where the rules are portable, also asserts that lxml answered on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import pytest
+from lxml import etree
+
+from hub.validation.report import Finding
+from hub.validation.schematron import SchematronError, SchematronRules
+
+pytest.importorskip("saxonche")
+
+XBAU = Path(__file__).resolve().parents[3] / "xsd" / "xbau-2.6"
+FIXTURE = (
+    Path(__file__).resolve().parents[2]
+    / "fixtures"
+    / "xoev"
+    / "xbau-2.6"
+    / "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"
+)
+HEAD = '<sch:schema xmlns:sch="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2">'
+
+
+@pytest.fixture(scope="module")
+def xbau_rules() -> SchematronRules:
+    return SchematronRules([XBAU / "xbau-schematron.sch", XBAU / "xbau-schematron-leere-elemente.sch"], XBAU)
+
+
+def _rules(tmp_path: Path, body: str) -> SchematronRules:
+    path = tmp_path / "r.sch"
+    path.write_text(HEAD + '<sch:ns prefix="t" uri="urn:t"/><sch:ns prefix="o" uri="urn:o"/>' + body + "</sch:schema>")
+    return SchematronRules([path], tmp_path)
+
+
+def _same(rules: SchematronRules, root: etree._Element, *, lxml_only: bool) -> list[Finding]:
+    reference = rules.check_with_saxon(root)
+    assert rules.check(root) == reference
+    from_lxml = rules.check_with_lxml(root)
+    if lxml_only:
+        assert from_lxml == reference
+    else:
+        assert from_lxml is None
+    return reference
+
+
+# --- the shipped XBau rules -------------------------------------------------------------------------
+
+
+def _statistik(
+    *,
+    kennung: str = "bab:01001000",
+    bundesland: bool = True,
+    bauherr: str = "Muster GmbH",
+    kategorie: str = "7",
+    raeume: str | None = "14",
+    wohnungen: str = "2",
+    heizung: tuple[str, str] = ("001", "002"),
+    empty: str = "",
+) -> etree._Element:
+    raeume_el = (
+        f"<xbau:anzahlRaeumebeiWohnungenMitSiebenOderMehrRaeumen>{raeume}"
+        "</xbau:anzahlRaeumebeiWohnungenMitSiebenOderMehrRaeumen>"
+        if raeume is not None
+        else ""
+    )
+    land = "<bundesland>09</bundesland>" if bundesland else ""
+    return etree.fromstring(
+        f"""<xbau:statistik.baubeginn.0423 xmlns:xbau="http://www.xleitstelle.de/xbau/2/6">
+  <nachrichtenkopf.g2g>
+    <leser><verzeichnisdienst><code>DVDV</code></verzeichnisdienst><kennung>{kennung}</kennung></leser>
+    <autor><verzeichnisdienst><code>DVDV</code></verzeichnisdienst><kennung>psw:1</kennung></autor>
+  </nachrichtenkopf.g2g>
+  <xbau:allgemeineAngaben>
+    <xbau:flurstueck>{land}</xbau:flurstueck>
+    <xbau:bauherr><organisation><name>{bauherr}</name></organisation></xbau:bauherr>
+  </xbau:allgemeineAngaben>
+  <xbau:anzahlDerWohnungenNeu>
+    <xbau:kategorie><code>{kategorie}</code></xbau:kategorie>{raeume_el}
+    <xbau:anzahlWohnungen>{wohnungen}</xbau:anzahlWohnungen>
+  </xbau:anzahlDerWohnungenNeu>
+  <xbau:heizenergie>
+    <xbau:primaereHeizenergieHeizung><xbau:code><code>{heizung[0]}</code></xbau:code>
+    </xbau:primaereHeizenergieHeizung>
+    <xbau:sekundaereHeizenergieHeizung><xbau:code><code>{heizung[1]}</code></xbau:code>
+    </xbau:sekundaereHeizenergieHeizung>
+  </xbau:heizenergie>{empty}
+</xbau:statistik.baubeginn.0423>""".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected_rules"),
+    [
+        ({}, []),
+        ({"kennung": "BAB-1"}, ["sch-xbau-001"]),
+        ({"bundesland": False}, ["sch-stat-001", "sch-xbau-gen-001"]),  # flurstueck is empty then
+        ({"bauherr": " "}, ["sch-stat-002", "sch-xbau-gen-001"]),
+        ({"raeume": None}, ["sch-stat-004"]),
+        ({"raeume": "10"}, ["sch-stat-005"]),
+        ({"kategorie": "5", "raeume": None, "wohnungen": "1"}, []),
+        ({"heizung": ("014", "001")}, ["sch-stat-003"]),
+        ({"empty": "<xbau:leer/><xbau:leer2>  </xbau:leer2>"}, ["sch-xbau-gen-001", "sch-xbau-gen-001"]),
+    ],
+)
+def test_xbau_statistik_messages(
+    xbau_rules: SchematronRules, variant: dict[str, object], expected_rules: list[str]
+) -> None:
+    root = _statistik(**variant)  # type: ignore[arg-type]
+    # statistik rules use XPath 2.0 (if/then/else, exists, matches): Saxon answers for that file
+    findings = _same(xbau_rules, root, lxml_only=False)
+    assert sorted(f.rule for f in findings) == sorted(expected_rules)
+
+
+def test_xbau_rules_raising_in_xpath2_raise_on_both_paths(xbau_rules: SchematronRules) -> None:
+    root = _statistik(wohnungen="x")  # 7 * 'x' is a dynamic error in XPath 2.0 (NaN in 1.0)
+    with pytest.raises(SchematronError, match="Cannot convert"):
+        xbau_rules.check_with_saxon(root)
+    with pytest.raises(SchematronError, match="Cannot convert"):
+        xbau_rules.check(root)
+
+
+def test_xbau_kernmodul_message_needs_no_saxon(xbau_rules: SchematronRules) -> None:
+    data = FIXTURE.read_bytes()
+    assert _same(xbau_rules, etree.fromstring(data), lxml_only=True) == []
+    broken = data.replace(b"<vorgang>AZ-2025-0001</vorgang>", b"<vorgang>  </vorgang>")
+    broken = broken.replace(b"<name>Antragsportal Musterland</name>", b"<name/>")
+    [first, second] = _same(xbau_rules, etree.fromstring(broken), lxml_only=True)
+    assert (first.rule, first.line, first.path) == (
+        "sch-xbau-gen-001",
+        28,
+        "/xbauk:prozessnachrichten.eingangsbestaetigung.1120/nachrichtenkopf.g2g/autor/name",
+    )
+    assert (second.line, second.severity) == (32, "error")
+
+
+# --- Schematron semantics on the lxml path ------------------------------------------------------------
+
+DOC = etree.fromstring(
+    b"""<t:r xmlns:t="urn:t" xmlns:o="urn:o">
+  <t:a n="1" o:x="p">x<!-- c --> y</t:a>
+  <t:a n="5">z</t:a>
+  <t:a n="abc"><t:b/><t:b>2</t:b></t:a>
+  <t:b/>
+  <u>   </u>
+</t:r>"""
+)
+
+
+def test_first_rule_wins_order_roles_and_messages(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:let name="g" value="'global'"/>
+        <sch:pattern>
+          <sch:let name="p" value="count(//t:a)"/>
+          <sch:rule context="t:a[@n = '1']" role="warning">
+            <sch:assert id="first" test="false()">first <sch:value-of select="@n"/> <sch:name/></sch:assert>
+            <sch:report id="also" test="@o:x" flag="info">flagged <sch:value-of select="@o:x"/></sch:report>
+          </sch:rule>
+          <sch:rule context="t:a | t:b">
+            <sch:assert id="second" test="$p = 3 and t:b">second <sch:value-of select="."/>|<sch:value-of
+              select="t:b"/>|<sch:value-of select="$g"/>|<sch:value-of select="t:b = '2'"/></sch:assert>
+          </sch:rule>
+        </sch:pattern>
+        <sch:pattern>
+          <sch:rule context="/t:r/*[not(self::t:a)]">
+            <sch:report id="not-a" test="not(normalize-space())" role="caution">empty
+              <sch:emph>element</sch:emph> <sch:name path="."/></sch:report>
+          </sch:rule>
+        </sch:pattern>""",
+    )
+    findings = _same(rules, DOC, lxml_only=True)
+    assert [(f.rule, f.severity, f.path) for f in findings] == [
+        ("first", "warning", "/t:r/t:a[1]"),  # the rule's role
+        ("also", "info", "/t:r/t:a[1]"),  # the report's flag
+        ("second", "error", "/t:r/t:a[2]"),  # t:a[1] was taken by the first rule
+        ("second", "error", "/t:r/t:a[3]/t:b[1]"),
+        ("second", "error", "/t:r/t:a[3]/t:b[2]"),
+        ("second", "error", "/t:r/t:b"),
+        ("not-a", "warning", "/t:r/t:b"),  # patterns in order, nodes in document order within each
+        ("not-a", "warning", "/t:r/u"),
+    ]
+    assert findings[0].message == "first 1 t:a"
+    assert findings[2].message == "second z||global|false"
+    assert findings[4].message == "second 2||global|false"
+    assert findings[6].message == "empty element t:b"
+
+
+def test_rule_level_lets_and_value_of_lists(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="t:r">
+             <sch:let name="as" value="t:a"/>
+             <sch:assert id="before" test="count($as) = 2">n=<sch:value-of select="$as/@n"/></sch:assert>
+             <sch:let name="k" value="local-name(.)"/>
+             <sch:report id="after" test="$k = 'r'">k=<sch:value-of select="$k"/> a=<sch:value-of
+               select="$as"/></sch:report>
+           </sch:rule></sch:pattern>""",
+    )
+    findings = _same(rules, DOC, lxml_only=True)
+    assert [f.message for f in findings] == ["n=1 5 abc", "k=r a=x y z 2"]
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "exists(t:b)",  # XPath 2.0 only
+        "@n < 3",  # 1.0 compares numbers, 2.0 strings (untyped vs untyped) or raises
+        "@n = 1",  # 2.0 casts 'abc' to a number and raises
+        "normalize-space(t:b) = ''",  # several t:b: 2.0 raises
+        "count(t:b) + 1 = 3",  # arithmetic
+        "position() = 1",  # position among apply-templates' nodes in XSLT
+    ],
+)
+def test_xpath2_sensitive_tests_go_to_saxon(tmp_path: Path, test: str) -> None:
+    rules = SchematronRules([_write(tmp_path, test)], tmp_path)
+    try:
+        reference = rules.check_with_saxon(DOC)
+    except ValueError:  # Saxon raises on this document: the hybrid must raise the same way
+        with pytest.raises(ValueError):
+            rules.check(DOC)
+        assert rules.check_with_lxml(DOC) is None
+        return
+    assert rules.check(DOC) == reference
+    assert rules.check_with_lxml(DOC) is None
+
+
+def _write(tmp_path: Path, test: str) -> Path:
+    path = tmp_path / "one.sch"
+    path.write_text(
+        HEAD + '<sch:ns prefix="t" uri="urn:t"/><sch:ns prefix="o" uri="urn:o"/>'
+        '<sch:pattern><sch:rule context="t:a">'
+        f'<sch:report id="r" test={quoteattr(test)}>hit</sch:report></sch:rule></sch:pattern></sch:schema>'
+    )
+    return path
+
+
+PORTABLE = [
+    "@n = '1'",
+    "@n != '1'",
+    "t:b = ''",
+    "t:b != ''",
+    ". = 'z'",
+    "normalize-space(.) = 'x y'",
+    "string-length(@n) = 3",
+    "contains(@n, 'b')",
+    "starts-with(string(.), 'x')",
+    "substring-before(@n, 'c') = 'ab'",
+    "translate(@n, 'abc', 'ABC') = 'ABC'",
+    "concat(@n, '-', name()) = '5-t:a'",
+    "local-name(.) = 'a' and namespace-uri() = 'urn:t'",
+    "count(t:b) = 2",
+    "count(t:b) > 1",
+    "count(t:b[. = '2']) = count(t:b[2])",
+    "not(*) or t:b[last()] = '2'",
+    "../t:b",
+    "following-sibling::t:a/@n = '5'",
+    "preceding::t:a[1]/@n = '1'",
+    "ancestor::t:r/u = '   '",
+    "boolean(@o:x)",
+    "t:b[1] | t:b[2]",
+    "(t:b)[2] = '2'",
+    "//u = '   '",
+    "true() = not(false())",
+]
+
+
+@pytest.mark.parametrize("test", PORTABLE)
+def test_portable_tests_agree_with_saxon(tmp_path: Path, test: str) -> None:
+    rules = SchematronRules([_write(tmp_path, test)], tmp_path)
+    _same(rules, DOC, lxml_only=True)
