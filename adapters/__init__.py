@@ -9,12 +9,14 @@ from pydantic import ValidationError
 from adapters.base import DeliveryRequest, DeliveryResult, OutboundAdapter
 from adapters.file import FileAdapter
 from adapters.rest import RestAdapter
+from adapters.soap import SoapAdapter
 
 __all__ = ["OUTBOUND", "AdapterConfigError", "DeliveryRequest", "DeliveryResult", "OutboundAdapter", "build"]
 
 OUTBOUND: dict[str, type[Any]] = {
     FileAdapter.name: FileAdapter,
     RestAdapter.name: RestAdapter,
+    SoapAdapter.name: SoapAdapter,
 }
 
 

@@ -4,14 +4,14 @@ Endpoints:
 
 * ``POST|PUT /inbox/{anything}``: a delivery. Answers ``201`` with ``{"case_id": …}``; a repeated
   ``Idempotency-Key`` gets ``200`` and the first case id (it is recorded as a duplicate, not a new case).
-* ``GET /_received``: every request so far (key, body SHA-256, size, time, whether it was a duplicate).
-* ``POST /_behaviour``: ``{"delay_seconds": 0, "fail_status": null, "fail_count": 0}``: hold each request,
-  or answer ``fail_status`` to the next ``fail_count`` requests (e.g. 503 for an outage).
+* ``GET /_received``: every request that reached the sink (key, body SHA-256, size, time, whether it was a
+  duplicate, whether its answer went out); requests refused by the misbehaviour model are not in it.
+* ``POST /_behaviour``: how to misbehave, see :mod:`hub.sandbox.chaos`; e.g. ``{"delay_seconds": 2}`` holds
+  each request, ``{"fail_status": 503, "fail_count": 2}`` refuses the next two.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 import time
@@ -21,7 +21,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+
+from hub.sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
+
+__all__ = ["Received", "create_recorder"]
 
 
 @dataclass
@@ -36,29 +39,30 @@ class Received:
     completed: bool  # False while held by delay_seconds, or when the caller went away meanwhile
 
 
-class Behaviour(BaseModel):
-    delay_seconds: float = Field(0.0, ge=0, le=600)
-    fail_status: int | None = Field(None, ge=400, le=599)
-    fail_count: int = Field(0, ge=0)
-
-
-def create_recorder() -> FastAPI:
+def create_recorder(chaos: Chaos | None = None) -> FastAPI:
     app = FastAPI(title="xoev-hub recording sink")
+    chaos = chaos or Chaos()
+    install(app, chaos)
     lock = threading.Lock()
     received: list[Received] = []
     cases: dict[str, str] = {}
-    behaviour = Behaviour()
-    state: dict[str, Any] = {"behaviour": behaviour, "in_flight": 0}
+    state = {"in_flight": 0}
 
     @app.api_route("/inbox/{path:path}", methods=["POST", "PUT"])
     async def inbox(path: str, request: Request) -> JSONResponse:
         body = await request.body()
+        decision = chaos.decide()
+        if isinstance(decision, Refuse):
+            return JSONResponse({"error": f"told to fail ({decision.reason})"}, status_code=decision.status,
+                                headers=refusal_headers(decision))
+        if isinstance(decision, Drop):
+            await hold(request, decision.seconds)
+            return JSONResponse({"error": "gateway timeout (told to)"}, status_code=504)
+        if isinstance(decision, Fault):
+            await hold(request, decision.delay)
+            status = 400 if decision.kind == "client" else 500
+            return JSONResponse({"error": f"{decision.kind} fault (told to)"}, status_code=status)
         with lock:
-            current: Behaviour = state["behaviour"]
-            if current.fail_status and current.fail_count > 0:
-                state["behaviour"] = current.model_copy(update={"fail_count": current.fail_count - 1})
-                return JSONResponse({"error": "told to fail"}, status_code=current.fail_status,
-                                    headers={"Retry-After": "1"} if current.fail_status in (429, 503) else {})
             key = request.headers.get("idempotency-key")
             duplicate = key is not None and key in cases
             case_id = cases[key] if key is not None and duplicate else f"case-{uuid.uuid4().hex[:12]}"
@@ -69,8 +73,8 @@ def create_recorder() -> FastAPI:
             received.append(record)
             state["in_flight"] += 1
         try:
-            if current.delay_seconds:
-                await asyncio.sleep(current.delay_seconds)
+            if not await hold(request, decision.delay):
+                return JSONResponse({"error": "the caller went away"}, status_code=499)
             record.completed = True
             return JSONResponse({"case_id": case_id, "duplicate": duplicate}, status_code=200 if duplicate else 201,
                                 headers={"X-Case-Id": case_id})
@@ -82,10 +86,5 @@ def create_recorder() -> FastAPI:
     async def get_received() -> dict[str, Any]:
         with lock:
             return {"count": len(received), "in_flight": state["in_flight"], "items": [asdict(r) for r in received]}
-
-    @app.post("/_behaviour")
-    async def set_behaviour(new: Behaviour) -> dict[str, Any]:
-        state["behaviour"] = new
-        return new.model_dump()
 
     return app
