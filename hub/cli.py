@@ -22,7 +22,11 @@ from hub import migrate, operations, store
 from hub.api.views import event_json
 from hub.auth import hash_token, new_token
 from hub.config import ConfigError, HubConfig, load_config
-from hub.runtime import SchemaOutdated, build_app, open_engine, server
+from hub.explain import explain_route
+from hub.mapping.golden import check_golden
+from hub.rules import RuleHolder, RulesError
+from hub.runtime import SchemaOutdated, build_app, open_engine, reload_on_sighup, server
+from hub.sandbox.cli import sandbox_app
 from hub.statemachine import IllegalTransition, Status
 from hub.targets import target_overview
 from hub.validation.cli import schemas_app, validate_command
@@ -36,6 +40,9 @@ token_app = typer.Typer(help="Bearer tokens for senders and operators.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
 app.add_typer(token_app, name="token")
+app.add_typer(sandbox_app, name="sandbox", help="Local stand-ins for the demo and tests (not for production).")
+rules_app = typer.Typer(help="Routing rules and mappings (mappings/).", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
 app.command("validate")(validate_command)
 
@@ -65,6 +72,14 @@ def _config() -> HubConfig:
     return config
 
 
+def _rules() -> RuleHolder:
+    try:
+        return RuleHolder(_config())
+    except RulesError as exc:
+        typer.echo(f"xhub: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _engine() -> Any:
     try:
         return open_engine(_config())
@@ -82,7 +97,9 @@ def serve(
     """Run the API (and, by default, an embedded worker): the one-process set-up."""
     config = _config()
     engine = _engine()
-    application = build_app(config, engine, embedded_worker=worker and config.worker.embedded)
+    rules = _rules()
+    application = build_app(config, engine, embedded_worker=worker and config.worker.embedded, rules=rules)
+    reload_on_sighup(rules)
     srv = server(application, host or config.api.host, port if port is not None else config.api.port)
     typer.echo(f"xoev-hub listening on http://{srv.config.host}:{srv.config.port} ({engine.url.get_backend_name()})")
     srv.run()
@@ -95,9 +112,11 @@ def worker_cmd(
 ) -> None:
     """Run a worker process. Start as many as you like, on as many machines as share the database."""
     engine = _engine()
+    rules = _rules()
     stop = threading.Event()
-    w = Worker(_config(), engine, stop=stop)
+    w = Worker(_config(), engine, rules, stop=stop)
     install_signal_handlers(stop)
+    reload_on_sighup(rules)
 
     def wake_on_stop() -> None:  # a signal sets `stop`; wake the loop so it notices at once
         stop.wait()
@@ -257,6 +276,47 @@ def targets_cmd(as_json: Annotated[bool, typer.Option("--json", help="JSON outpu
         if r["consecutive_failures"]:
             line += f"  {r['consecutive_failures']} failure(s): {r['last_error']}"
         typer.echo(line)
+
+
+@rules_app.command("check")
+def rules_check(
+    golden: Annotated[bool, typer.Option(help="also run every mapping's golden input/output pairs")] = False,
+) -> None:
+    """Load and check every rule and mapping file; exit 2 with file and line on the first broken one."""
+    rules = _rules().current
+    typer.echo(f"{len(rules.routes)} route(s): {', '.join(r.name for r in rules.routes) or 'none'}")
+    typer.echo(f"{len(rules.mappings)} mapping(s): {', '.join(sorted(rules.mappings)) or 'none'}")
+    if not golden:
+        return
+    failures = 0
+    for name, mapping in sorted(rules.mappings.items()):
+        for given, expected in mapping.goldens:
+            result = check_golden(mapping, given, expected)
+            failures += result.problem is not None
+            typer.echo(f"  {name}: {result.case}: {result.problem or 'ok'}")
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command("route")
+def route_cmd(
+    file: Annotated[Path, typer.Argument(help="a message to route", exists=True, dir_okay=False)],
+    explain: Annotated[bool, typer.Option("--explain", help="say why each route did or did not match")] = True,
+    metadata: Annotated[str | None, typer.Option(help='JSON facts, e.g. {"tenant": "memmingen", "service": '
+                                                      '"99050012104000", "region": "09764000"}')] = None,
+) -> None:
+    """Show which route a message takes and what each target would receive. Delivers nothing."""
+    try:
+        extra = json.loads(metadata) if metadata else {}
+    except json.JSONDecodeError as exc:
+        typer.echo(f"xhub: --metadata is not JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not isinstance(extra, dict):
+        typer.echo("xhub: --metadata must be a JSON object", err=True)
+        raise typer.Exit(2)
+    rules = _rules().current
+    result = explain_route(_config(), rules, file.read_bytes(), extra)
+    typer.echo(result.text(explain))
+    raise typer.Exit(0 if result.decision.route is not None else 1)
 
 
 @token_app.command("new")

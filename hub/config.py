@@ -115,24 +115,49 @@ class TargetConfig(_Model):
         return dict(self.model_extra or {})
 
 
+Pattern = str | list[str]
+
+
 class RouteMatch(_Model):
-    tenant: str | None = None
-    channel: str | None = None
-    sender: str | None = None
-    standard: str | None = None
-    message_type: str | None = None
+    """Every given condition must hold. Values are glob patterns (``99036*``); a list means any of them."""
+
+    tenant: Pattern | None = None
+    channel: Pattern | None = None
+    sender: Pattern | None = None
+    standard: Pattern | None = None
+    version: Pattern | None = Field(None, description="standard version, e.g. 2.2")
+    message_type: Pattern | None = None
+    service: Pattern | None = Field(None, description="FIT-Connect service identifier (LeiKa key)")
+    destination: Pattern | None = Field(None, description="FIT-Connect destination id")
+    region: Pattern | None = Field(None, description="ARS/AGS from the metadata or the XÖV header")
+    reader: Pattern | None = Field(None, description="reader (recipient) authority id from the XÖV header")
+    author: Pattern | None = Field(None, description="author (sender) authority id from the XÖV header")
+    xpath: str | None = Field(None, description="XPath on the payload that must be true (XML payloads only)")
+
+
+class TargetRef(_Model):
+    target: str = Field(min_length=1)
+    mapping: str | None = Field(None, description="mapping in mappings/<name>/ that renders the body")
 
 
 class RouteConfig(_Model):
-    """First matching route wins. A route with an empty ``match`` matches everything (use it last)."""
+    """First matching route wins. A route with an empty ``match`` matches everything (the fallback, last)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     match: RouteMatch = RouteMatch()
-    targets: list[str] = Field(min_length=1)
+    namespaces: dict[str, str] = Field(default_factory=dict, description="prefixes for match.xpath")
+    targets: list[TargetRef] = Field(min_length=1, description='"name" or { target = "name", mapping = "…" }')
     not_checked: Literal["reject", "pass"] = Field(
         "pass", description="what to do with a message whose schema is not installed"
     )
     retry: RetryConfig | None = Field(None, description="overrides the global retry policy for this route")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"target": v} if isinstance(v, str) else v for v in value]
+        return value
 
 
 class HubConfig(_Model):
@@ -140,37 +165,24 @@ class HubConfig(_Model):
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
+    rules_dir: Path = Field(Path("mappings"), description="routes.toml and mapping folders")
     schema_dir: Path = Field(Path("var/schemas"), description="operator-installed bundles (`xhub schemas add`); "
                              "they come after the bundles shipped in xsd/ and override them")
     senders: list[SenderConfig] = []
     operators: list[OperatorConfig] = []
     targets: dict[str, TargetConfig] = {}
-    routes: list[RouteConfig] = []
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="inline routes for small set-ups; otherwise <rules_dir>/routes.toml"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> HubConfig:
-        for i, route in enumerate(self.routes):
-            for target in route.targets:
-                if target not in self.targets:
-                    known = ", ".join(sorted(self.targets)) or "none configured"
-                    raise ValueError(
-                        f"routes[{i}] ({route.name}): unknown target {target!r} (known: {known})"
-                    )
-        names = [r.name for r in self.routes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate route names: {', '.join(dupes)}")
         holders = [s.name for s in self.senders] + [o.name for o in self.operators]
         dupes = sorted({n for n in holders if holders.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate sender/operator names: {', '.join(dupes)}")
         return self
 
-    def retry_for(self, route_name: str | None) -> RetryConfig:
-        for route in self.routes:
-            if route.name == route_name and route.retry is not None:
-                return route.retry
-        return self.retry
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,12 +200,12 @@ def _read_secret_files(node: Any, source: str, path: tuple[str | int, ...] = ())
         if key.endswith("_file") and isinstance(value, str) and key != "_file":
             plain = key[: -len("_file")]
             if plain in node:
-                raise ConfigError(f"{source}: {_dotted((*path, key))}: give either {plain} or {key}, not both")
+                raise ConfigError(f"{source}: {dotted((*path, key))}: give either {plain} or {key}, not both")
             try:
                 out[plain] = Path(value).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
-                    f"{source}: {_dotted((*path, key))}: cannot read secret file {value}: {exc.strerror}"
+                    f"{source}: {dotted((*path, key))}: cannot read secret file {value}: {exc.strerror}"
                 ) from None
         else:
             out[key] = _read_secret_files(value, source, (*path, key))
@@ -228,14 +240,14 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
+def dotted(loc: tuple[str | int, ...]) -> str:
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 
 
-def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
+def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     """Best-effort line number (1-based) of ``loc`` in TOML ``text``.
 
     Every ``key = value`` line gets its full path (``[[routes]]`` counts as ``routes[i]``); the line whose
@@ -292,10 +304,17 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     try:
         return HubConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            line = _locate(text, loc) if text else None
-            where = f"{source}:{line}" if line else source
-            lines.append(f"{where}: {_dotted(loc)}: {err['msg']}")
-        raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(explain(exc, source, text))) from None
+
+
+def explain(exc: ValidationError, source: str, text: str, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    """One line per problem: ``<file>:<line>: <key path>: <message>`` (the line where it can be found)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        # Unions (``"name"`` or ``{target = …}``) report the branch in the path: keep keys the file has.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p in {"str", "TargetRef", "list[str]"}))
+        line = locate(text, loc) if text else None
+        where = f"{source}:{line}" if line else source
+        lines.append(f"{where}: {dotted(loc)}: {err['msg']}")
+    return lines

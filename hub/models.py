@@ -82,6 +82,9 @@ class Message(Base):
     standard_version: Mapped[str | None] = mapped_column(String(40))
     message_type: Mapped[str | None] = mapped_column(String(200))
     route: Mapped[str | None] = mapped_column(String(100))
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="routing facts: service, destination, region, reader, author"
+    )
     verdict: Mapped[str | None] = mapped_column(String(20), comment="valid | invalid | not_checked")
     content_type: Mapped[str] = mapped_column(String(100))
     payload_size: Mapped[int] = mapped_column(BigInteger)
@@ -151,6 +154,7 @@ class Delivery(Base):
         Uuid, ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
     target: Mapped[str] = mapped_column(String(100))
+    mapping: Mapped[str | None] = mapped_column(String(100), comment="renders the body; none: the payload as is")
     status: Mapped[str] = mapped_column(String(20), comment="pending | delivered | failed")
     idempotency_key: Mapped[str] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
@@ -18,9 +20,11 @@ from hub import migrate
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import make_engine
+from hub.rules import RuleHolder, RulesError
 from hub.worker import Worker
 
-__all__ = ["EmbeddedWorker", "SchemaOutdated", "build_app", "free_port", "open_engine", "serve_in_thread", "server"]
+__all__ = ["EmbeddedWorker", "SchemaOutdated", "build_app", "free_port", "open_engine", "reload_on_sighup",
+           "serve_in_thread", "server"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,8 @@ def open_engine(config: HubConfig) -> Engine:
 class EmbeddedWorker:
     """A worker thread inside the API process (the one-process default of ``xhub serve``)."""
 
-    def __init__(self, config: HubConfig, engine: Engine) -> None:
-        self.worker = Worker(config, engine)
+    def __init__(self, config: HubConfig, engine: Engine, rules: RuleHolder) -> None:
+        self.worker = Worker(config, engine, rules)
         self._thread = threading.Thread(target=self.worker.run, name="xhub-worker", daemon=True)
 
     def start(self) -> None:
@@ -60,11 +64,29 @@ class EmbeddedWorker:
         self.worker.wake.set()
 
 
-def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool) -> FastAPI:
+def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules: RuleHolder | None = None) -> FastAPI:
+    """The API, and with ``embedded_worker`` a worker thread sharing its rules (one reload serves both)."""
+    rules = rules or RuleHolder(config)
     if not embedded_worker:
-        return create_app(config, engine)
-    embedded = EmbeddedWorker(config, engine)
-    return create_app(config, engine, on_accept=embedded.wake, lifespan_hooks=(embedded.start, embedded.stop))
+        return create_app(config, engine, rules=rules)
+    embedded = EmbeddedWorker(config, engine, rules)
+    return create_app(config, engine, rules=rules, on_accept=embedded.wake,
+                      lifespan_hooks=(embedded.start, embedded.stop))
+
+
+def reload_on_sighup(rules: RuleHolder) -> None:
+    """SIGHUP reloads the rules in a thread (not in the signal handler); a failure keeps the old ones."""
+    requested = threading.Event()
+
+    def reloader() -> None:
+        while True:
+            requested.wait()
+            requested.clear()
+            with contextlib.suppress(RulesError):  # logged by RuleHolder.reload; the old rules stay in force
+                rules.reload()
+
+    threading.Thread(target=reloader, name="rules-reloader", daemon=True).start()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
 
 
 def server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Server:

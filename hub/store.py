@@ -54,6 +54,7 @@ class NewMessage:
     idempotency_key: str | None = None
     sender_reference: str | None = None
     external: dict[str, str] = field(default_factory=dict)  # fitconnect_submission_id, ... (model columns)
+    attributes: dict[str, str] = field(default_factory=dict)  # routing facts known at intake (service, region)
 
 
 class IdempotencyConflict(Exception):
@@ -102,6 +103,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, boo
                     status=Status.RECEIVED.value,
                     attempts=0,
                     next_attempt_at=now,
+                    attributes=new.attributes or None,
                     created_at=now,
                     updated_at=now,
                     **new.external,
@@ -223,21 +225,22 @@ def count_by_status(engine: Engine) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[str]) -> None:
-    """One pending delivery row per target not yet recorded (a retry of ``route`` adds nothing twice)."""
+def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[tuple[str, str | None]]) -> None:
+    """One pending delivery row per (target, mapping) not yet recorded (a repeated ``route`` adds nothing)."""
     have = {d.target for d in deliveries(conn, message_id)}
     now = utcnow()
     rows = [
         {
             "message_id": message_id,
             "target": t,
+            "mapping": mapping,
             "status": "pending",
             "idempotency_key": f"xhub-{message_id}-{t}",
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
         }
-        for t in targets
+        for t, mapping in targets
         if t not in have
     ]
     if rows:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from hub import queue
 from hub.config import HubConfig
 from hub.pipeline.runner import LeaseLost, Runner
+from hub.rules import RuleHolder
 
 __all__ = ["Worker", "install_signal_handlers", "worker_id"]
 
@@ -40,13 +41,16 @@ def worker_id() -> str:
 class Worker:
     config: HubConfig
     engine: Engine
+    rules: RuleHolder | None = None  # loaded from the configuration when not given
     owner: str = field(default_factory=worker_id)
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)  # set by the intake: new work
     processed: int = 0
 
     def __post_init__(self) -> None:
-        self.runner = Runner(self.config, self.engine, self.owner)
+        if self.rules is None:
+            self.rules = RuleHolder(self.config)
+        self.runner = Runner(self.config, self.engine, self.owner, self.rules)
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
 
     def run_once(self) -> bool:

@@ -43,6 +43,7 @@ def hub_config(db_url: str, tmp_path: Path, **overrides: Any) -> HubConfig:
         "operators": [{"name": "ops", "token_sha256": hash_token(OPERATOR_TOKEN)}],
         "targets": {"outbox": {"adapter": "file", "directory": str(tmp_path / "outbox")}},
         "routes": [{"name": "all", "targets": ["outbox"]}],
+        "rules_dir": str(tmp_path / "rules"),  # no mappings unless a test puts some there
     }
     data.update(overrides)
     return HubConfig.model_validate(data)
@@ -65,6 +66,8 @@ def write_config(path: Path, db_url: str, target_url: str, *, lease_seconds: flo
     """A hub.toml for worker subprocesses: one http target, one catch-all route."""
     path.write_text(
         f"""
+rules_dir = "{path.parent / 'rules'}"
+
 [database]
 url = "{db_url}"
 auto_upgrade = false

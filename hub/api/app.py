@@ -6,6 +6,7 @@ Handlers are async; database work and XML parsing run in the thread pool, never 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,8 @@ from hub.auth import Principal, authenticate
 from hub.config import HubConfig
 from hub.db import ping
 from hub.models import Message
-from hub.pipeline.verify import is_xml
+from hub.pipeline.verify import is_json, is_xml
+from hub.rules import RuleHolder, RulesError
 from hub.statemachine import IllegalTransition, Status
 from hub.targets import target_overview
 from hub.xmlsafe import XmlLimits, XmlRejected, parse
@@ -34,12 +36,15 @@ from hub.xmlsafe import XmlLimits, XmlRejected, parse
 __all__ = ["create_app"]
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+#: FIT-Connect service identifier: the LeiKa key, with or without its URN prefix.
+_LEIKA = r"^(urn:de:fim:leika:leistung:)?\d{14}$"
 
 
 def create_app(
     config: HubConfig,
     engine: Engine,
     *,
+    rules: RuleHolder | None = None,
     on_accept: Callable[[], None] | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> FastAPI:
@@ -58,6 +63,7 @@ def create_app(
 
     app = FastAPI(title="xoev-hub", version="0.1.0", lifespan=lifespan)
     app.state.config = config
+    holder = rules or RuleHolder(config)
     problems.install(app)
     limits = XmlLimits(max_bytes=config.api.max_body_bytes)
 
@@ -75,22 +81,29 @@ def create_app(
         who: Auth,
         idempotency_key: Annotated[str | None, Header()] = None,
         x_sender_reference: Annotated[str | None, Header(max_length=255)] = None,
+        x_service_identifier: Annotated[str | None, Header(pattern=_LEIKA)] = None,
+        x_region_key: Annotated[str | None, Header(pattern=r"^\d{8}(\d{4})?$")] = None,
     ) -> JSONResponse:
         if who.kind != "sender":
             raise Problem(403, "not-a-sender", "Not a sender", "only sender tokens can submit messages")
         content_type = request.headers.get("content-type", "")
-        if not is_xml(content_type):
+        if not (is_xml(content_type) or is_json(content_type)):
             raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                          f"send the message as application/xml (got {content_type or 'no Content-Type'})")
+                          "send the message as application/xml (an XÖV message) or application/json "
+                          f"(got {content_type or 'no Content-Type'})")
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
             raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
                           "the Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
         body = await _read_capped(request, config.api.max_body_bytes)
-        try:
-            await run_in_threadpool(parse, body, limits)
-        except XmlRejected as exc:
-            slug = "empty-body" if exc.title == "Empty document" else "malformed-xml"
-            raise Problem(400, slug, exc.title, exc.detail, line=exc.line) from None
+        if is_xml(content_type):
+            try:
+                await run_in_threadpool(parse, body, limits)
+            except XmlRejected as exc:
+                slug = "empty-body" if exc.title == "Empty document" else "malformed-xml"
+                raise Problem(400, slug, exc.title, exc.detail, line=exc.line) from None
+        else:
+            _check_json(body)
+        attributes = {"service": x_service_identifier, "region": x_region_key}
         new = store.NewMessage(
             tenant=who.tenant or "",
             channel="rest",
@@ -98,6 +111,7 @@ def create_app(
             parts=[store.Part("payload", content_type.split(";")[0].strip().lower(), body)],
             idempotency_key=idempotency_key,
             sender_reference=x_sender_reference,
+            attributes={k: v for k, v in attributes.items() if v},
         )
         try:
             message, created = await run_in_threadpool(store.accept, engine, new, actor=f"sender:{who.name}")
@@ -141,8 +155,7 @@ def create_app(
 
     @app.post("/api/v1/messages/{message_id}/requeue")
     async def requeue(message_id: uuid.UUID, request: Request, who: Auth) -> dict[str, Any]:
-        if who.kind != "operator":
-            raise Problem(403, "not-an-operator", "Operators only", "requeueing needs an operator token")
+        _operator(who, "requeueing")
         visible(await run_in_threadpool(store.get, engine, message_id), who, message_id)
         try:
             await run_in_threadpool(lambda: operations.requeue(engine, message_id, operator=who.name))
@@ -156,9 +169,26 @@ def create_app(
     @app.get("/api/v1/targets")
     async def targets(who: Auth) -> dict[str, Any]:
         """Every target with its circuit state (closed | open | half-open) and calls in flight."""
-        if who.kind != "operator":
-            raise Problem(403, "not-an-operator", "Operators only", "target state needs an operator token")
+        _operator(who, "target state")
         return {"items": await run_in_threadpool(target_overview, engine, config.targets)}
+
+    @app.get("/api/v1/rules")
+    async def rules_in_force(who: Auth) -> dict[str, Any]:
+        """The routes and mappings in force, and why the last reload failed (if it did)."""
+        _operator(who, "reading the rules")
+        return {**holder.current.summary(), "last_reload_error": holder.last_error}
+
+    @app.post("/api/v1/rules/reload")
+    async def reload_rules(who: Auth) -> dict[str, Any]:
+        """Load the rules again; messages in flight finish with the rules they started with."""
+        _operator(who, "reloading the rules")
+        try:
+            fresh = await run_in_threadpool(holder.reload)
+        except RulesError as exc:
+            raise Problem(422, "invalid-rules", "Rules not reloaded",
+                          "the new rules have problems; the previous ones stay in force",
+                          problems=exc.problems) from None
+        return fresh.summary()
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -176,6 +206,25 @@ def create_app(
         return {"status": "ok", "live": True}
 
     return app
+
+
+def _check_json(body: bytes) -> None:
+    if not body.strip():
+        raise Problem(400, "empty-body", "Empty document", "the message body is empty")
+    try:
+        data = json.loads(body.decode("utf-8"))  # RFC 8259: JSON exchanged between systems is UTF-8
+    except UnicodeDecodeError:
+        raise Problem(400, "malformed-json", "Not valid JSON", "the body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(400, "malformed-json", "Not valid JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}",
+                      line=exc.lineno) from None
+    if not isinstance(data, dict):
+        raise Problem(400, "malformed-json", "Not valid JSON", "the message must be a JSON object")
+
+
+def _operator(who: Principal, what: str) -> None:
+    if who.kind != "operator":
+        raise Problem(403, "not-an-operator", "Operators only", f"{what} needs an operator token")
 
 
 def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:

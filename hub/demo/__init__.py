@@ -14,21 +14,32 @@ import shutil
 import threading
 import time
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from hub.auth import hash_token, new_token
 from hub.config import HubConfig, load_config
 from hub.runtime import build_app, free_port, open_engine, serve_in_thread
 from hub.sandbox.recorder import create_recorder
+from hub.sandbox.trade_register import create_trade_register
+from hub.sandbox.vehicle_registry import create_vehicle_registry
 from hub.statemachine import TERMINAL
 
 __all__ = ["run_demo"]
 
 SAMPLES = Path(__file__).with_name("samples")
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "mappings"
+STAND_INS: dict[str, Callable[[], FastAPI]] = {
+    "trade register": create_trade_register,
+    "vehicle registry": create_vehicle_registry,
+    "tax office": create_recorder,
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class Sample:
     file: str
     expect: str
     why: str
+    content_type: str = "application/xml"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,10 +68,13 @@ def load_samples() -> list[Sample]:
     return [Sample(**entry) for entry in data["sample"]]
 
 
-def write_config(workdir: Path, port: int, procedure_url: str, sender_hash: str, operator_hash: str) -> Path:
+def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hash: str, operator_hash: str) -> Path:
     path = workdir / "hub.toml"
     path.write_text(
         f"""# Written by `xhub demo`. Use it to look around: xhub -c {path} messages list
+# The routes and mappings are the shipped ones in {SHIPPED_RULES}.
+rules_dir = "{SHIPPED_RULES}"
+
 [database]
 url = "sqlite:///{workdir / 'hub.db'}"
 
@@ -86,38 +102,21 @@ token_sha256 = "{operator_hash}"
 adapter = "file"
 directory = "{workdir / 'outbox' / 'bauamt-dms'}"
 
-[targets.bauamt-fachverfahren]
+[targets.gewerberegister]
 adapter = "rest"
-url = "{procedure_url}/inbox/bauamt"
+url = "{stand_ins['trade register']}/api/v1/gewerbemeldungen"
+max_concurrency = 4
+circuit = {{ failure_threshold = 5, cooldown_seconds = 30 }}
+
+[targets.kfz-register]
+adapter = "soap"
+wsdl = "{stand_ins['vehicle registry']}/VehicleRegistry?wsdl"
+operation = "RegisterVehicle"
+reference_path = "RegistrationNumber"
 
 [targets.steueramt]
 adapter = "rest"
-url = "{procedure_url}/inbox/steueramt"
-
-[targets.gewerbeamt]
-adapter = "rest"
-url = "{procedure_url}/inbox/gewerbeamt"
-
-[[routes]]
-name = "bauaufsicht"
-match = {{ standard = "XBau" }}
-targets = ["bauamt-dms", "bauamt-fachverfahren"]
-
-[[routes]]
-name = "archiv"
-match = {{ standard = "xdomea" }}
-targets = ["bauamt-dms"]
-
-[[routes]]
-name = "gewerbesteuer"
-match = {{ standard = "XGewerbesteuer" }}
-targets = ["steueramt"]
-
-[[routes]]
-name = "gewerbeanzeige"
-match = {{ standard = "XGewerbeanzeige" }}
-targets = ["gewerbeamt"]
-not_checked = "pass"
+url = "{stand_ins['tax office']}/inbox/gewerbesteuer"
 """,
         encoding="utf-8",
     )
@@ -127,8 +126,8 @@ not_checked = "pass"
 def _submit(client: httpx.Client, token: str, sample: Sample) -> Outcome:
     body = (SAMPLES / sample.file).read_bytes()
     r = client.post("/api/v1/messages", content=body,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/xml",
-                             "Idempotency-Key": f"demo-{sample.file}"})
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": sample.content_type,
+                             "Idempotency-Key": f"demo-{sample.file}", **sample.headers})
     if r.status_code in (200, 202):
         return Outcome(sample, message_id=r.json()["id"], status=r.json()["status"])
     problem = r.json()
@@ -153,9 +152,11 @@ def _settle(client: httpx.Client, token: str, outcomes: list[Outcome], timeout: 
 
 def _explain(data: dict[str, Any]) -> str:
     what = " ".join(p for p in (data.get("standard"), data.get("standard_version"), data.get("message_type")) if p)
+    what = what or data["content_type"]
     if data["status"] == "acknowledged":
         retries = [e for e in data["events"] if e["to"] == "retry_wait"]
-        targets = ", ".join(d["target"] for d in data["deliveries"])
+        targets = ", ".join(f"{d['target']} ({(d['response'] or {}).get('reference') or 'ok'})"
+                            for d in data["deliveries"])
         note = f" (after {len(retries)} retry)" if retries else ""
         return f"{what}: delivered to {targets}{note}"
     return f"{what or 'unknown document'}: {data.get('last_error') or data['events'][-1]['reason']}"
@@ -179,26 +180,31 @@ def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     sender_token, operator_token = new_token(), new_token()
-    with serve_in_thread(create_recorder()) as procedure_url:
-        # The building authority's specialist procedure answers 503 once: the demo shows a retry.
-        httpx.post(f"{procedure_url}/_behaviour", json={"fail_status": 503, "fail_count": 1})
+    with ExitStack() as stack:
+        stand_ins = {name: stack.enter_context(serve_in_thread(factory())) for name, factory in STAND_INS.items()}
+        # The trade register answers 503 once: the demo shows a retry that loses nothing.
+        httpx.post(f"{stand_ins['trade register']}/_behaviour", json={"fail_status": 503, "fail_count": 1})
         port = port or free_port()
-        config_path = write_config(workdir, port, procedure_url, hash_token(sender_token), hash_token(operator_token))
+        config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token))
         config: HubConfig = load_config(config_path, env={})
         engine = open_engine(config)
         app = build_app(config, engine, embedded_worker=True)
         with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
             (workdir / "endpoints.json").write_text(json.dumps({
                 "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
-                "specialist_procedure_stand_in": procedure_url, "config": str(config_path),
+                "stand_ins": stand_ins, "config": str(config_path),
             }, indent=2) + "\n", encoding="utf-8")
-            print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); specialist procedure stand-in on {procedure_url}")
+            print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); stand-ins: "
+                  + ", ".join(f"{name} {url}" for name, url in stand_ins.items()))
             outcomes = [_submit(client, sender_token, s) for s in load_samples()]
             _settle(client, operator_token, outcomes, timeout)
             _print(outcomes)
-            received = httpx.get(f"{procedure_url}/_received").json()
-            print(f"\nthe specialist procedure stand-in received {received['count']} request(s); "
-                  f"files in {workdir / 'outbox'}: {sum(1 for p in (workdir / 'outbox').rglob('*') if p.is_file())}")
+            print()
+            for name, url in stand_ins.items():
+                items = httpx.get(f"{url}/_received").json()["items"]
+                print(f"{name} stand-in ({url}/_received): {len(items)} request(s) received")
+            files = sorted(p.name for p in (workdir / "outbox").rglob("*") if p.is_file())
+            print(f"DMS drop folder {workdir / 'outbox' / 'bauamt-dms'}: {', '.join(files) or 'empty'}")
             failed = [o for o in outcomes if not o.ok]
             print(f"{len(outcomes) - len(failed)} of {len(outcomes)} samples reached their expected state")
             if not once:

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from hub.statemachine import Status
 
 if TYPE_CHECKING:
+    from lxml import etree
+
     from adapters.base import Deliverer, DeliveryResult
     from hub.config import HubConfig, RouteConfig
     from hub.errors import HubError
     from hub.models import Delivery, Message, MessagePart
+    from hub.rules import RuleSet
 
 __all__ = ["Stage", "StageContext", "StageResult"]
 
@@ -30,7 +33,7 @@ class StageResult:
     reason: str
     detail: dict[str, Any] | None = None
     fields: dict[str, Any] | None = None  # message columns to set with the transition
-    deliveries: tuple[str, ...] = ()  # targets to create delivery records for, in the same transaction
+    deliveries: tuple[tuple[str, str | None], ...] = ()  # (target, mapping) records to create with the transition
 
 
 @dataclass
@@ -39,6 +42,7 @@ class StageContext:
 
     message: Message
     config: HubConfig
+    rules: RuleSet  # the rules in force when this run started; a reload does not change them mid-message
     load_parts: Callable[[], list[MessagePart]]
     load_deliveries: Callable[[], list[Delivery]]
     record_delivery: Callable[[Delivery, DeliveryResult | None, HubError | None], None]
@@ -56,8 +60,18 @@ class StageContext:
     def payload(self) -> bytes:
         return self.parts()[0].body
 
+    def xml_root(self) -> etree._Element | None:
+        """The payload's tree when it is XML (parsed by verify, or now when a run resumes later)."""
+        if "xml_root" not in self.cache:
+            from hub.pipeline.verify import is_xml
+            from hub.xmlsafe import parse
+
+            self.cache["xml_root"] = parse(self.payload()) if is_xml(self.message.content_type) else None
+        root: etree._Element | None = self.cache["xml_root"]
+        return root
+
     def route(self) -> RouteConfig | None:
-        return next((r for r in self.config.routes if r.name == self.message.route), None)
+        return next((r for r in self.rules.routes if r.name == self.message.route), None)
 
 
 class Stage(Protocol):

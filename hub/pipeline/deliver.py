@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from adapters.base import DeliveryRequest
 from hub.errors import Deferred, HubError, Invalid, Permanent
+from hub.mapping import MappingFailed
 from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
 
@@ -42,20 +43,22 @@ class Deliver:
             if row.status == "delivered":
                 continue
             ctx.keep_lease()
-            request = DeliveryRequest(
-                message_id=str(message.id),
-                target=row.target,
-                idempotency_key=row.idempotency_key,
-                body=ctx.payload(),
-                content_type=message.content_type,
-                meta={
-                    "tenant": message.tenant,
-                    "standard": message.standard,
-                    "message_type": message.message_type,
-                    "xoev_message_uuid": message.xoev_message_uuid,
-                },
-            )
+            meta = {
+                "tenant": message.tenant,
+                "standard": message.standard,
+                "message_type": message.message_type,
+                "xoev_message_uuid": message.xoev_message_uuid,
+            }
             try:
+                body, content_type = self._render(ctx, row.mapping, row.idempotency_key, meta)
+                request = DeliveryRequest(
+                    message_id=str(message.id),
+                    target=row.target,
+                    idempotency_key=row.idempotency_key,
+                    body=body,
+                    content_type=content_type,
+                    meta=meta,
+                )
                 result = ctx.adapter(row.target).deliver(request)
             except HubError as exc:
                 ctx.record_delivery(row, None, exc)
@@ -70,3 +73,19 @@ class Deliver:
             reason=f"delivered to {', '.join(delivered)}",
             detail={"targets": delivered, "this_attempt": done},
         )
+
+    @staticmethod
+    def _render(ctx: StageContext, mapping: str | None, key: str, meta: dict[str, str | None]) -> tuple[bytes, str]:
+        """The body for one target: the payload as it came, or what its mapping makes of it."""
+        if mapping is None:
+            return ctx.payload(), ctx.message.content_type
+        compiled = ctx.rules.mappings.get(mapping)
+        if compiled is None:  # the rules were reloaded without it; fix the rules, then requeue
+            raise Permanent(f"mapping {mapping!r} is not in the rules in force")
+        context = {"message_id": str(ctx.message.id), "idempotency_key": key,
+                   "received_at": ctx.message.created_at.isoformat(), **meta}
+        try:
+            rendered = compiled.render(ctx.payload(), context=context)
+        except MappingFailed as exc:
+            raise Permanent(f"mapping {mapping} failed: {exc}", detail={"mapping": mapping}) from None
+        return rendered.body, rendered.content_type

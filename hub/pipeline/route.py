@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hub.config import RouteConfig
 from hub.errors import Invalid, Permanent
-from hub.models import Message
 from hub.pipeline.base import StageContext, StageResult
+from hub.rules import Facts
 from hub.statemachine import Status
-
-
-def matches(route: RouteConfig, message: Message) -> list[str]:
-    """The reasons ``route`` does not match ``message``; empty means it matches."""
-    misses = []
-    wanted = route.match.model_dump(exclude_none=True)
-    for key, value in wanted.items():
-        have = getattr(message, key)
-        if have != value:
-            misses.append(f"{key} is {have!r}, route wants {value!r}")
-    return misses
 
 
 class Route:
@@ -28,26 +16,27 @@ class Route:
     produces: ClassVar[Status | None] = Status.ROUTED
 
     def run(self, ctx: StageContext) -> StageResult:
-        explanation: dict[str, list[str]] = {}
-        for route in ctx.config.routes:
-            misses = matches(route, ctx.message)
-            if not misses:
-                if ctx.message.verdict == "not_checked" and route.not_checked == "reject":
-                    raise Invalid(
-                        f"route {route.name} accepts only checked messages, and this one could not be checked "
-                        "(no schema installed for it; see the validation report)",
-                        detail={"route": route.name},
-                    )
-                unchecked = ""
-                if ctx.message.verdict == "not_checked":
-                    unchecked = " (passed on unchecked, as the route allows)"
-                return StageResult(
-                    reason=f"route {route.name} → {', '.join(route.targets)}{unchecked}",
-                    detail={"route": route.name, "targets": route.targets, "not_matched": explanation},
-                    fields={"route": route.name},
-                    deliveries=tuple(route.targets),
-                )
-            explanation[route.name] = misses
-        # Kept, not dropped: the message waits in dead with this reason until the rules are fixed and an
-        # operator requeues it.
-        raise Permanent("no route matches this message", detail={"not_matched": explanation})
+        m = ctx.message
+        facts = Facts(tenant=m.tenant, channel=m.channel, sender=m.sender, standard=m.standard,
+                      version=m.standard_version, message_type=m.message_type, attributes=m.attributes or {},
+                      root=ctx.xml_root())
+        decision = ctx.rules.decide(facts)
+        route = decision.route
+        if route is None:
+            # Kept, not dropped: the message waits in dead with this reason until the rules are fixed and an
+            # operator requeues it.
+            raise Permanent("no route matches this message", detail=decision.as_detail())
+        if m.verdict == "not_checked" and route.not_checked == "reject":
+            raise Invalid(
+                f"route {route.name} accepts only checked messages, and this one could not be checked "
+                "(no schema installed for it; see the validation report)",
+                detail=decision.as_detail(),
+            )
+        unchecked = " (passed on unchecked, as the route allows)" if m.verdict == "not_checked" else ""
+        targets = [f"{t.target} (mapping {t.mapping})" if t.mapping else t.target for t in route.targets]
+        return StageResult(
+            reason=f"route {route.name} → {', '.join(targets)}{unchecked}",
+            detail={**decision.as_detail(), "targets": [t.model_dump() for t in route.targets]},
+            fields={"route": route.name},
+            deliveries=tuple((t.target, t.mapping) for t in route.targets),
+        )

@@ -30,6 +30,7 @@ from hub.models import Delivery, Message, utcnow
 from hub.pipeline import STAGES
 from hub.pipeline.base import Stage, StageContext
 from hub.retry import decide
+from hub.rules import RuleHolder, RuleSet
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.targets import GuardedAdapter, TargetGate
 
@@ -43,14 +44,17 @@ class LeaseLost(RuntimeError):
 
 
 class Runner:
-    def __init__(self, config: HubConfig, engine: Engine, owner: str, stages: tuple[Stage, ...] = STAGES) -> None:
+    def __init__(self, config: HubConfig, engine: Engine, owner: str, rules: RuleHolder,
+                 stages: tuple[Stage, ...] = STAGES) -> None:
         self.config = config
         self.engine = engine
         self.owner = owner
+        self.rules = rules
         self.stages = stages
         self.lease = timedelta(seconds=config.worker.lease_seconds)
         self._adapters: dict[str, GuardedAdapter] = {}
         self._facts: dict[str, Any] = {}
+        self._rules: RuleSet = rules.current
         self.gate = TargetGate(engine, owner, self.lease)
 
     # -- adapters are built once per process and target, and reused across messages
@@ -75,6 +79,7 @@ class Runner:
     def process(self, message_id: uuid.UUID) -> Status:
         """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
         message = self._load(message_id)
+        self._rules = self.rules.current
         status = Status(message.status)
         if status is Status.RETRY_WAIT:
             status = self._resume(message)
@@ -153,7 +158,7 @@ class Runner:
                                 resume_status=status, release_lease=True)
         else:
             assert isinstance(exc, Retriable)
-            policy = self.config.retry_for(message.route)
+            policy = self._rules.retry_for(message.route, self.config.retry)
             decision = decide(policy, message.attempts, utcnow(), exc.retry_after)
             detail["attempt"] = decision.attempts
             detail["max_attempts"] = policy.max_attempts
@@ -185,7 +190,7 @@ class Runner:
 
     def _resume(self, message: Message) -> Status:
         resume = Status(message.resume_status or Status.RECEIVED)
-        policy = self.config.retry_for(message.route)
+        policy = self._rules.retry_for(message.route, self.config.retry)
         change = Transition(reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})")
         with self.engine.begin() as conn:
             self._move(conn, message.id, resume, change, Status.RETRY_WAIT)
@@ -226,7 +231,9 @@ class Runner:
                          status=Status.ROUTED)
 
         self._facts = {}
+        self._rules = self.rules.current  # one rule set for the whole run, even if a reload happens meanwhile
         return StageContext(
+            rules=self._rules,
             facts=self._facts,
             message=message,
             config=self.config,

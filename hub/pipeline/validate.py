@@ -7,6 +7,7 @@ policy decides in the route stage whether it is rejected or passed on.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from hub.errors import Invalid
@@ -14,6 +15,8 @@ from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
 from hub.validation import Report, ValidationEngine
 from hub.validation.bundles import default_schema_dirs
+
+_REGION = re.compile(r"^\d{8}(\d{4})?$")
 
 
 def _facts(report: Report) -> dict[str, Any]:
@@ -26,7 +29,18 @@ def _facts(report: Report) -> dict[str, Any]:
     uuid = report.header.get("message_uuid")
     if isinstance(uuid, str) and uuid:
         facts["xoev_message_uuid"] = uuid[:100]
+    attributes = {key: report.header.get(f"{key}_id") for key in ("reader", "author")}
+    # The region key (AGS: 8 digits, ARS: 12) is the reader's id when it is one, else the author's.
+    ids = [v for key in ("reader", "author") for v in _as_list(attributes[key])]
+    attributes["region"] = next((v for v in ids if _REGION.match(v)), None)
+    facts["attributes"] = {k: v for k, v in attributes.items() if v}
     return facts
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 class Validate:
@@ -40,7 +54,10 @@ class Validate:
             ctx.facts["verdict"] = "not_checked"
             return StageResult(reason="not XML; no schema check", detail={"verdict": "not_checked"})
         report = ValidationEngine.shared(default_schema_dirs(ctx.config.schema_dir)).validate_root(root)
-        ctx.facts.update(_facts(report))
+        facts = _facts(report)
+        # What an intake channel already knew (e.g. FIT-Connect metadata) wins over the header.
+        facts["attributes"] = {**facts["attributes"], **(ctx.message.attributes or {})}
+        ctx.facts.update(facts)
         detail = {"report": report.to_dict()}
         if report.verdict == "invalid":
             more = len(report.errors) - 1

@@ -12,9 +12,18 @@ from hub.statemachine import Status
 from hub.xmlsafe import XmlRejected, parse
 
 
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def is_xml(content_type: str) -> bool:
-    base = content_type.split(";", 1)[0].strip().lower()
+    base = media_type(content_type)
     return base in {"application/xml", "text/xml"} or base.endswith("+xml")
+
+
+def is_json(content_type: str) -> bool:
+    base = media_type(content_type)
+    return base == "application/json" or base.endswith("+json")
 
 
 class Verify:

@@ -53,6 +53,8 @@ def write_config(workdir: Path, url: str, port: int) -> Path:
     path = workdir / "hub.toml"
     path.write_text(
         f"""
+rules_dir = "{workdir / 'rules'}"
+
 [database]
 url = "{url}"
 [api]

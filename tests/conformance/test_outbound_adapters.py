@@ -8,6 +8,7 @@ the hub's kinds (and nothing else escapes), timeouts are honoured.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -19,9 +20,11 @@ import pytest
 
 from adapters.base import DeliveryRequest, OutboundAdapter
 from adapters.rest import RestAdapter, RestConfig
+from adapters.soap import SoapAdapter, SoapConfig
 from hub.errors import HubError, Permanent, Retriable
 from hub.runtime import serve_in_thread
 from hub.sandbox.recorder import create_recorder
+from hub.sandbox.vehicle_registry import create_vehicle_registry
 
 
 @dataclass
@@ -48,7 +51,27 @@ def _rest_harness() -> Harness:
     )
 
 
-HARNESSES = [_rest_harness()]
+def _soap_harness() -> Harness:
+    owner = {"FamilyName": "Mustermann", "GivenName": "Erika", "BirthDate": "1980-02-01",
+             "Address": {"Street": "Marktplatz", "HouseNumber": "1", "PostalCode": "87700", "City": "Memmingen"}}
+    body = json.dumps({"Owner": owner, "Vin": "WVWZZZ1JZXW000001", "RegistrationDistrict": "MM"}).encode()
+
+    def seen(url: str) -> list[str]:
+        return [i["idempotency_key"] for i in httpx.get(f"{url}/_received").json()["items"]]
+
+    return Harness(
+        name="soap",
+        serve=lambda: serve_in_thread(create_vehicle_registry()),
+        build=lambda url, timeout: SoapAdapter(SoapConfig(
+            wsdl=f"{url}/VehicleRegistry?wsdl", operation="RegisterVehicle", reference_path="RegistrationNumber",
+            timeout_seconds=timeout)),
+        request=lambda key: DeliveryRequest("m-1", "kfz", key, body, "application/json"),
+        seen_keys=seen,
+        behave=lambda url, b: httpx.post(f"{url}/_behaviour", json=b).raise_for_status(),
+    )
+
+
+HARNESSES = [_rest_harness(), _soap_harness()]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda h: h.name)

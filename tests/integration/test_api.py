@@ -71,7 +71,12 @@ def test_idempotency_key_replays_and_refuses_other_payload(client: Client) -> No
         ({"Authorization": "Basic dXNlcjpwdw=="}, b"<a/>", 401, "unauthorized", "Bearer scheme"),
         ({"Authorization": "Bearer wrong"}, b"<a/>", 401, "invalid-token", "not known"),
         ({**auth(OPERATOR_TOKEN)}, b"<a/>", 403, "not-a-sender", "only sender tokens"),
-        ({**auth(), "Content-Type": "application/json"}, b"{}", 415, "unsupported-media-type", "application/json"),
+        ({**auth(), "Content-Type": "text/plain"}, b"<a/>", 415, "unsupported-media-type", "text/plain"),
+        ({**auth(), "Content-Type": "application/json"}, b"[1, 2]", 400, "malformed-json", "JSON object"),
+        ({**auth(), "Content-Type": "application/json"}, b'{"a": 1,\n "b"}', 400, "malformed-json", "line 2"),
+        ({**auth(), "Content-Type": "application/json"}, b"\xff\xfe{}", 400, "malformed-json", "UTF-8"),
+        ({**auth(), **XML, "X-Service-Identifier": "99036"}, b"<a/>", 400, "invalid-request", "x-service-identifier"),
+        ({**auth(), **XML, "X-Region-Key": "Memmingen"}, b"<a/>", 400, "invalid-request", "x-region-key"),
         ({**auth()}, b"<a/>", 415, "unsupported-media-type", "no Content-Type"),
         ({**auth(), **XML}, b"", 400, "empty-body", "empty"),
         ({**auth(), **XML}, b"   \n", 400, "empty-body", "empty"),
@@ -91,6 +96,20 @@ def test_bad_input_gets_a_precise_problem(client: Client, headers: dict[str, str
     if status == 401:
         assert r.headers["www-authenticate"].startswith("Bearer")
     assert store.list_messages(engine) == []  # nothing half-accepted
+
+
+def test_json_submissions_carry_routing_facts(client: Client, engine: Engine) -> None:
+    import uuid
+
+    body = b'{"halter": {"name": "Erika Mustermann"}, "fin": "WVWZZZ1JZXW000001"}'
+    r = client.post("/api/v1/messages", content=body,
+                    headers={**auth(), "Content-Type": "application/json",
+                             "X-Service-Identifier": "urn:de:fim:leika:leistung:99036012104000",
+                             "X-Region-Key": "09764000"})
+    assert r.status_code == 202, r.text
+    stored = store.get(engine, uuid.UUID(r.json()["id"]))
+    assert stored is not None and stored.content_type == "application/json"
+    assert stored.attributes == {"service": "urn:de:fim:leika:leistung:99036012104000", "region": "09764000"}
 
 
 def test_oversized_body_without_content_length_is_refused(client: Client) -> None:

@@ -18,7 +18,7 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 of 7 samples reached their expected state" in result.stdout
+    assert "8 of 8 samples reached their expected state" in result.stdout
     assert "after 1 retry" in result.stdout  # the stand-in's 503 was retried, not lost
     assert (tmp_path / "demo" / "endpoints.json").exists()
     config = (tmp_path / "demo" / "hub.toml").read_text()

@@ -171,10 +171,11 @@ def test_misconfigured_target_goes_dead_with_a_clear_reason(engine: Engine, db_u
 def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> None:
     """A message already taken by another worker's transition is not processed twice by a stale one."""
     from hub.pipeline.runner import Runner
+    from hub.rules import RuleHolder
 
     config = hub_config(db_url, tmp_path)
     message = _submit(engine, XBAU_VALID.read_bytes())
-    runner = Runner(config, engine, owner="w-stale")  # never claimed it: holds no lease
+    runner = Runner(config, engine, "w-stale", RuleHolder(config))  # never claimed it: holds no lease
     from hub.pipeline.runner import LeaseLost
 
     with pytest.raises(LeaseLost, match="w-stale"):

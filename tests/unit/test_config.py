@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import ConfigError, load_config
+from hub.rules import RulesError, load_rules
 
 GOOD = """
 [database]
@@ -61,8 +62,10 @@ def test_errors_name_file_key_and_line(tmp_path: Path) -> None:
 def test_unknown_keys_and_references_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"database\.ulr: Extra inputs"):
         load_config(write(tmp_path, GOOD.replace("url =", "ulr =")), env={})
-    with pytest.raises(ConfigError, match="unknown target 'dms'"):
-        load_config(write(tmp_path, GOOD.replace('targets = ["outbox"]', 'targets = ["dms"]')), env={})
+    inline = load_config(write(tmp_path, GOOD.replace('targets = ["outbox"]', 'targets = ["dms"]')), env={})
+    unknown = r"configuration \[\[routes\]\]: routes\[0\].targets\[0\]: unknown target 'dms'"
+    with pytest.raises(RulesError, match=unknown):
+        load_rules(inline.model_copy(update={"rules_dir": tmp_path / "no-rules-here"}))
 
 
 def test_not_toml(tmp_path: Path) -> None:
