@@ -24,7 +24,7 @@ from hub.db import is_postgres
 from hub.models import Message, utcnow
 from hub.statemachine import ACTIVE, note
 
-__all__ = ["Claim", "claim_next", "release", "renew"]
+__all__ = ["Claim", "claim_next", "owns", "release", "renew"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,15 @@ def renew(conn: Connection, message_id: uuid.UUID, owner: str, lease: timedelta)
         .values(lease_expires_at=utcnow() + lease)
     )
     return result.rowcount == 1
+
+
+def owns(conn: Connection, message_id: uuid.UUID, owner: str, margin: timedelta) -> bool:
+    """Whether ``owner`` holds the lease for at least ``margin`` more (a read: no commit to wait for)."""
+    held = conn.execute(
+        select(Message.id).where(Message.id == message_id, Message.lease_owner == owner,
+                                 Message.lease_expires_at > utcnow() + margin)
+    ).first()
+    return held is not None
 
 
 def release(conn: Connection, message_id: uuid.UUID, owner: str) -> bool:

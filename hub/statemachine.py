@@ -144,13 +144,15 @@ def transition(
     )
     if lease_owner is not None:
         stmt = stmt.where(Message.lease_owner == lease_owner)
-    # RETURNING gives the new status; the old one is read under the same row lock first.
-    old = conn.execute(
-        Message.__table__.select()
-        .with_only_columns(Message.status)
-        .where(Message.id == message_id)
-        .with_for_update()
-    ).scalar_one_or_none()
+    if len(allowed) == 1:  # the guard names the one status it can come from: no need to read it
+        old: str | None = next(iter(allowed)).value
+    else:  # read under the row lock, so that the event names the status the update replaced
+        old = conn.execute(
+            Message.__table__.select()
+            .with_only_columns(Message.status)
+            .where(Message.id == message_id)
+            .with_for_update()
+        ).scalar_one_or_none()
     row = conn.execute(stmt).first()
     if row is None or old is None:
         raise IllegalTransition(message_id, to, allowed, lease_owner)

@@ -7,11 +7,11 @@
     rendered = mappings["vehicle-registration-to-registry"].render(payload, context={"message_id": …})
     rendered.body, rendered.content_type, rendered.data
 
-Modules: :mod:`~hub.mapping.mapping` (load, render, goldens), :mod:`~hub.mapping.compile` (TOML → rules),
-:mod:`~hub.mapping.rules` (evaluation), :mod:`~hub.mapping.xpath`, :mod:`~hub.mapping.convert`,
-:mod:`~hub.mapping.jsontree` (JSON sources), :mod:`~hub.mapping.xslt`, :mod:`~hub.mapping.golden`
-(golden-file checks). The language is documented in docs/mappings.md. Exceptions: see
-:mod:`hub.mapping.errors`.
+Modules: :mod:`~hub.mapping.mapping` (load, render, goldens), :mod:`~hub.mapping.namespaces` (prefixes
+and their alternatives), :mod:`~hub.mapping.compile` (TOML → rules), :mod:`~hub.mapping.rules` (evaluation),
+:mod:`~hub.mapping.xpath`, :mod:`~hub.mapping.convert`, :mod:`~hub.mapping.jsontree` (JSON sources),
+:mod:`~hub.mapping.xslt`, :mod:`~hub.mapping.golden` (golden-file checks). The language is documented in
+docs/mappings.md. Exceptions: see :mod:`hub.mapping.errors`.
 """
 
 from __future__ import annotations

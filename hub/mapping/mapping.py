@@ -21,6 +21,7 @@ from hub.mapping.compile import Compiler
 from hub.mapping.errors import MappingError, MappingFailed
 from hub.mapping.jsontree import JsonRejected, json_to_tree
 from hub.mapping.locate import KeyLines
+from hub.mapping.namespaces import Namespaces, parse_namespaces
 from hub.mapping.rules import ObjectRule, Run, Template
 from hub.mapping.xpath import Expr
 from hub.mapping.xslt import Stylesheet
@@ -34,7 +35,6 @@ Output = Literal["json", "xml"]
 CONTENT_TYPES: dict[str, str] = {"json": "application/json", "xml": "application/xml"}
 _HEADER_OPTIONS = frozenset({"description", "source", "output", "root", "xslt"})
 _TOP_LEVEL = frozenset({"mapping", "namespaces", "tables", "fields", "params"})
-_PREFIX = re.compile(r"[A-Za-z_][\w.-]*")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ class Rendered:
     body: bytes
     content_type: str
     data: Any
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules of a JSON-output mapping, compiled for one namespace binding."""
+
+    root: Expr | None
+    fields: ObjectRule
 
 
 def _dump(value: Any, out: list[str]) -> None:
@@ -92,8 +100,8 @@ class Mapping:
         description: str,
         source: Source,
         output: Output,
-        root: Expr | None,
-        fields: ObjectRule | None,
+        namespaces: Namespaces,
+        rules: tuple[Rules, ...],
         stylesheet: Stylesheet | None,
         goldens: list[tuple[Path, Path]],
     ) -> None:
@@ -104,8 +112,8 @@ class Mapping:
         self.output: Output = output
         self.content_type = CONTENT_TYPES[output]
         self.goldens = goldens
-        self._root = root
-        self._fields = fields
+        self._namespaces = namespaces
+        self._rules = rules  # one per namespace binding (empty for XML output)
         self._stylesheet = stylesheet
         self._lock = threading.Lock()
 
@@ -128,22 +136,23 @@ class Mapping:
             if self._stylesheet is not None:
                 body = self._stylesheet.apply(tree, context, mapping=self.name)
                 return Rendered(body, self.content_type, None)
-            assert self._fields is not None  # the loader guarantees fields for JSON output
+            rules = self._rules[self._namespaces.choose(tree)]
             run = Run(self.name, context, {k: v or "" for k, v in context.items()})
-            node = self._root_node(tree, run)
-            data = self._fields.evaluate(node, run, "")
+            node = self._root_node(rules.root, tree, run)
+            data = rules.fields.evaluate(node, run, "")
         if not isinstance(data, dict):
             data = {}
         return Rendered(dumps(data), self.content_type, data)
 
-    def _root_node(self, tree: etree._Element, run: Run) -> etree._Element:
-        if self._root is None:
+    def _root_node(self, root: Expr | None, tree: etree._Element, run: Run) -> etree._Element:
+        if root is None:
             return tree
-        result = self._root(tree, run.variables)
+        result = root(tree, run.variables)
         nodes = [n for n in result if isinstance(n, etree._Element)] if isinstance(result, list) else []
         if len(nodes) != 1:
             found = f"{len(nodes)} elements" if isinstance(result, list) else repr(result)
-            raise MappingFailed(self.name, None, f"root {self._root.source!r} must select one element, found {found}")
+            raise MappingFailed(self.name, None, f"root {root.source!r} must select one element, found {found} "
+                                f"(the document's root element is {tree.tag})")
         return nodes[0]
 
 
@@ -186,17 +195,6 @@ def _choice(compiler: Compiler, header: dict[str, Any], key: str, allowed: tuple
     return str(value)
 
 
-def _namespaces(compiler: Compiler, raw: object) -> dict[str, str]:
-    if not isinstance(raw, dict):
-        compiler.fail(("namespaces",), "must be a table of prefix = \"namespace URI\"")
-    for prefix, uri in raw.items():
-        if not _PREFIX.fullmatch(prefix) or ":" in prefix:
-            compiler.fail(("namespaces", prefix), "not a namespace prefix")
-        if not isinstance(uri, str) or not uri:
-            compiler.fail(("namespaces", prefix), "the namespace URI must be a non-empty string")
-    return dict(raw)
-
-
 def load_mapping(folder: Path) -> Mapping:
     """Load and compile ``folder/mapping.toml``; raises :class:`MappingError` at the first problem."""
     file = folder / MAPPING_FILE
@@ -214,24 +212,28 @@ def load_mapping(folder: Path) -> Mapping:
     description = header.get("description", "")
     if not isinstance(description, str):
         compiler.fail(("mapping", "description"), "must be a string")
-    compiler.namespaces = _namespaces(compiler, raw.get("namespaces", {}))
+    namespaces = parse_namespaces(raw.get("namespaces", {}), compiler.fail)
     compiler.compile_tables(raw.get("tables", {}))
-    root = compiler.xpath(header["root"], ("mapping", "root")) if "root" in header else None
-    fields: ObjectRule | None = None
+    rules: list[Rules] = []
     stylesheet: Stylesheet | None = None
     if output == "json":
         for key in ("xslt", "params"):
             if key in header or key in raw:
                 compiler.fail(("mapping", key) if key in header else (key,), "only for output = \"xml\"")
-        fields = ObjectRule(fields=compiler.compile_fields(raw.get("fields"), ("fields",)), required=True)
+        # XPath binds prefixes at compile time: the rules are compiled once per namespace binding.
+        for binding in namespaces.bindings():
+            compiler.namespaces = binding
+            root = compiler.xpath(header["root"], ("mapping", "root")) if "root" in header else None
+            fields = ObjectRule(fields=compiler.compile_fields(raw.get("fields"), ("fields",)), required=True)
+            rules.append(Rules(root, fields))
     else:
-        if "fields" in raw or root is not None:
+        if "fields" in raw or "root" in header:
             compiler.fail(("fields",) if "fields" in raw else ("mapping", "root"),
                           "output = \"xml\" is produced by the stylesheet (xslt); fields and root are for JSON output")
         stylesheet = _stylesheet(compiler, folder, header.get("xslt"), raw.get("params", {}))
     return Mapping(
         name=folder.name, file=file, description=description, source=source,
-        output=output, root=root, fields=fields, stylesheet=stylesheet,
+        output=output, namespaces=namespaces, rules=tuple(rules), stylesheet=stylesheet,
         goldens=_goldens(folder, source, output),
     )
 

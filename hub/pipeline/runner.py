@@ -54,6 +54,7 @@ class Runner:
         self.lease = timedelta(seconds=config.worker.lease_seconds)
         self._adapters: dict[str, GuardedAdapter] = {}
         self._facts: dict[str, Any] = {}
+        self._notes: list[tuple[str, dict[str, Any] | None, Status]] = []  # checks that moved nothing yet
         self._rules: RuleSet = rules.current
         self.gate = TargetGate(engine, owner, self.lease)
 
@@ -83,7 +84,6 @@ class Runner:
         status = Status(message.status)
         if status is Status.RETRY_WAIT:
             status = self._resume(message)
-            message = self._load(message_id)
         ctx = self._context(message)
         while status not in TERMINAL and status is not Status.RETRY_WAIT:
             for stage in (s for s in self.stages if s.consumes is status):
@@ -93,12 +93,10 @@ class Runner:
                     break
             else:
                 raise RuntimeError(f"no stage moves a message out of status {status}")
-            ctx.message = self._load(message_id)
         return status
 
     def _run_stage(self, stage: Stage, ctx: StageContext, status: Status) -> Status:
         message_id = ctx.message.id
-        actor = f"worker:{self.owner}"
         try:
             result = stage.run(ctx)
         except HubError as exc:
@@ -112,17 +110,14 @@ class Runner:
                 detail={"exception": type(exc).__name__},
             )
             return self._fail(ctx.message, status, stage.name, wrapped)
+        if stage.produces is None:
+            # Written with the next transition, in its transaction: fenced by its lease guard, one commit less.
+            self._notes.append((f"{stage.name}: {result.reason}", result.detail, status))
+            return status
         with self.engine.begin() as conn:
-            if stage.produces is None:
-                # Renewing in the same transaction fences the note: a stale worker cannot write it.
-                if not queue.renew(conn, message_id, self.owner, self.lease):
-                    raise LeaseLost(f"lease on {message_id} lost by {self.owner}")
-                note(conn, message_id, f"{stage.name}: {result.reason}", actor=actor, detail=result.detail,
-                     status=status)
-                return status
             self._move(
                 conn,
-                message_id,
+                ctx.message,
                 stage.produces,
                 Transition(reason=f"{stage.name}: {result.reason}", detail=result.detail, fields=result.fields),
                 status,
@@ -131,8 +126,15 @@ class Runner:
                 store.create_deliveries(conn, message_id, result.deliveries)
         return stage.produces
 
-    def _move(self, conn: Connection, message_id: uuid.UUID, to: Status, change: Transition, origin: Status) -> None:
-        """A fenced transition; failing the guard here means another worker owns the message now."""
+    def _move(self, conn: Connection, message: Message, to: Status, change: Transition, origin: Status) -> None:
+        """A fenced transition; failing the guard here means another worker owns the message now.
+
+        On success the in-memory ``message`` is brought up to date, so the next stage needs no reload.
+        """
+        message_id = message.id
+        for reason, detail, status in self._notes:
+            note(conn, message_id, reason, actor=f"worker:{self.owner}", detail=detail, status=status)
+        self._notes.clear()
         if self._facts:  # what the stages learnt (detected standard, header ids) is kept even on rejection
             change = replace(change, fields={**self._facts, **(change.fields or {})})
             self._facts.clear()
@@ -141,6 +143,13 @@ class Runner:
                        lease_owner=self.owner)
         except IllegalTransition as exc:
             raise LeaseLost(f"{exc} (this worker, {self.owner}, no longer owns it)") from None
+        message.status = to.value
+        for key, value in (change.fields or {}).items():
+            setattr(message, key, value)
+        if change.resume_status is not None:
+            message.resume_status = change.resume_status.value
+        if change.attempts is not None:
+            message.attempts = change.attempts
 
     def _fail(self, message: Message, status: Status, stage: str, exc: HubError) -> Status:
         detail: dict[str, Any] = {"stage": stage, "error": type(exc).__name__, **exc.detail}
@@ -185,7 +194,7 @@ class Runner:
                     last_error=str(exc),
                 )
         with self.engine.begin() as conn:
-            self._move(conn, message.id, to, change, status)
+            self._move(conn, message, to, change, status)
         return to
 
     def _resume(self, message: Message) -> Status:
@@ -193,12 +202,13 @@ class Runner:
         policy = self._rules.retry_for(message.route, self.config.retry)
         change = Transition(reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})")
         with self.engine.begin() as conn:
-            self._move(conn, message.id, resume, change, Status.RETRY_WAIT)
+            self._move(conn, message, resume, change, Status.RETRY_WAIT)
         return resume
 
     def _keep_lease(self, message_id: uuid.UUID) -> None:
-        with self.engine.begin() as conn:
-            if not queue.renew(conn, message_id, self.owner, self.lease):
+        """Before a visible step (a delivery): still ours, for long enough? The heartbeat does the renewing."""
+        with self.engine.connect() as conn:
+            if not queue.owns(conn, message_id, self.owner, self.lease / 3):
                 raise LeaseLost(f"lease on {message_id} lost by {self.owner}")
 
     def _load(self, message_id: uuid.UUID) -> Message:
@@ -231,6 +241,7 @@ class Runner:
                          status=Status.ROUTED)
 
         self._facts = {}
+        self._notes = []
         self._rules = self.rules.current  # one rule set for the whole run, even if a reload happens meanwhile
         return StageContext(
             rules=self._rules,

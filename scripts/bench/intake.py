@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,24 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, free_port, postgres_url, report, wait_http, xhub
 
-from hub import migrate  # noqa: E402
-from hub.auth import hash_token  # noqa: E402
-from hub.db import make_engine, normalise_url  # noqa: E402
-from hub.models import Event, Message  # noqa: E402
+from hub import migrate
+from hub.auth import hash_token
+from hub.db import make_engine
+from hub.models import Event, Message
 
 SAMPLE = ROOT / "tests/fixtures/xoev/xbau-2.6/constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(workdir: Path, url: str, port: int) -> Path:
@@ -78,10 +68,6 @@ targets = ["outbox"]
     return path
 
 
-def xhub(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hub", "--config", str(config), "--log-level", "warning", *args]
-
-
 async def post_all(base: str, n: int, clients: int, body: bytes) -> float:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/xml"}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -103,18 +89,6 @@ async def post_all(base: str, n: int, clients: int, body: bytes) -> float:
         start = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
         return time.perf_counter() - start
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def pipeline_window(url: str) -> tuple[int, float]:
@@ -168,21 +142,6 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workers: int) -> 
     }
 
 
-def postgres_url() -> str | None:
-    base = os.environ.get("HUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS xhub_bench WITH (FORCE)"))
-            conn.execute(text("CREATE DATABASE xhub_bench"))
-    except Exception as exc:  # no server: the PostgreSQL rows are skipped, and the table says so
-        print(f"PostgreSQL not available ({type(exc).__name__}); skipping its rows", file=sys.stderr)
-        return None
-    finally:
-        admin.dispose()
-    return normalise_url(base).set(database="xhub_bench").render_as_string(hide_password=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
@@ -195,28 +154,15 @@ def main() -> None:
     for backend in args.backends:
         for workers in args.workers:
             if backend == "postgres":
-                url = postgres_url()
+                url = postgres_url("xhub_bench")
                 if url is None:
                     continue
             else:
                 url = ""
             rows.append(run_backend(backend, url, args, workers))
-    header = f"{'backend':<10} {'workers':>7} {'messages':>8} {'intake msg/s':>13} {'pipeline msg/s':>15}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['backend']:<10} {r['workers']:>7} {r['messages']:>8} {r['intake_msgs_per_s']:>13} "
-              f"{r['pipeline_msgs_per_s']:>15}")
-    result = {
-        "benchmark": "intake",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "payload_bytes": len(SAMPLE.read_bytes()),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten {args.out}")
+    columns = [("backend", "backend"), ("workers", "workers"), ("messages", "messages"),
+               ("intake_msgs_per_s", "intake msg/s"), ("pipeline_msgs_per_s", "pipeline msg/s")]
+    report("intake", columns, rows, args.out, {"payload_bytes": len(SAMPLE.read_bytes())})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from hub import migrate, store
 from hub.api.app import create_app
 from hub.db import make_engine
 from hub.worker import Worker
-from tests.support import SENDER_TOKEN, XBAU_VALID, hub_config, running
+from tests.support import ROOT, SENDER_TOKEN, XBAU_VALID, hub_config, running
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +92,36 @@ def test_submit_sends_files_to_a_running_hub(tmp_path: Path, sqlite_url: str) ->
     assert wrong.returncode == 1 and "refused 401 Invalid token" in wrong.stdout
     assert len(store.list_messages(engine)) == 1
     engine.dispose()
+
+
+SHIPPED_TARGETS = "".join(f'[targets.{name}]\nadapter = "file"\ndirectory = "out/{name}"\n\n'
+                          for name in ("bauamt-dms", "gewerberegister", "kfz-register", "steueramt"))
+
+
+@pytest.mark.parametrize(("sample", "route", "outcome"), [
+    ("xgwa1.3-valid.xml", "gewerbeanzeige-1.3", '"meldungsart": "anmeldung"'),
+    ("xgwa2.0-valid.xml", "gewerbeanzeige", '"meldungsart": "anmeldung"'),
+    ("xgwa2.1-valid.xml", "gewerbeanzeige", "personen[0].geburtsdatum: required"),  # the sample has none
+    ("xgwa2.2-valid.xml", "gewerbeanzeige", '"meldungsart": "anmeldung"'),
+    ("xgwa2.2-invalid.xml", "gewerbeanzeige", "personen[0].familienname: required"),
+])
+def test_route_explain_on_the_kosit_samples_with_the_shipped_rules(tmp_path: Path, sample: str, route: str,
+                                                                    outcome: str) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'rules_dir = "{ROOT / "mappings"}"\n\n' + SHIPPED_TARGETS)
+    assert xhub("-c", str(cfg), "rules", "check", "--golden", cwd=tmp_path).returncode == 0
+    path = ROOT / "tests" / "fixtures" / "xoev" / "xgewerbeanzeige" / sample
+    result = xhub("-c", str(cfg), "route", "--explain", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"route {route}: MATCHES" in result.stdout and outcome in result.stdout
+    assert "route bauaufsicht: no (standard is 'XGewerbeanzeige', route wants 'XBau')" in result.stdout
+
+
+def test_route_explain_without_a_match_exits_1(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'rules_dir = "{ROOT / "mappings"}"\n\n' + SHIPPED_TARGETS)
+    path = ROOT / "tests" / "fixtures" / "xoev" / "xgewerbeanzeige" / "xy-unknown.xml"
+    result = xhub("-c", str(cfg), "route", "--explain", str(path), cwd=tmp_path)
+    assert result.returncode == 1 and "no route matches" in result.stdout
+    bad = xhub("-c", str(cfg), "route", "--explain", str(path), "--metadata", "[1]", cwd=tmp_path)
+    assert bad.returncode == 2 and "must be a JSON object" in bad.stderr

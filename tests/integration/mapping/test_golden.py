@@ -23,9 +23,12 @@ CASES = [
 
 
 def test_the_shipped_mappings_are_found() -> None:
-    assert {"gewerbeanzeige-to-gewerberegister", "vehicle-registration-to-registry", "xbau-to-xdomea-abgabe"} <= set(
-        MAPPINGS
-    )
+    assert {
+        "gewerbeanzeige-to-gewerberegister",
+        "gewerbeanzeige13-to-gewerberegister",
+        "vehicle-registration-to-registry",
+        "xbau-to-xdomea-abgabe",
+    } <= set(MAPPINGS)
 
 
 @pytest.mark.parametrize("name", sorted(MAPPINGS))

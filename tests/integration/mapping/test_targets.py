@@ -16,7 +16,7 @@ import zeep
 from lxml import etree
 from pydantic import TypeAdapter
 
-from hub.mapping import MappingFailed, load_mappings
+from hub.mapping import Mapping, MappingFailed, load_mappings
 from hub.mapping.golden import golden_context
 from hub.sandbox.trade_register import Gewerbemeldung, create_trade_register
 from hub.sandbox.vehicle_registry import NS, SOAP11, WSDL_DIR, create_vehicle_registry
@@ -26,9 +26,16 @@ from tests.support import running
 REPO = Path(__file__).resolve().parents[3]
 MAPPINGS = load_mappings(REPO / "mappings")
 GEWERBE = MAPPINGS["gewerbeanzeige-to-gewerberegister"]
+GEWERBE13 = MAPPINGS["gewerbeanzeige13-to-gewerberegister"]
+GEWERBE_GOLDENS = [
+    pytest.param(mapping, inp, expected, id=f"{mapping.name}/{inp.name}")
+    for mapping in (GEWERBE, GEWERBE13)
+    for inp, expected in mapping.goldens
+]
 VEHICLE = MAPPINGS["vehicle-registration-to-registry"]
 XDOMEA = MAPPINGS["xbau-to-xdomea-abgabe"]
 FIXTURES = REPO / "tests" / "fixtures" / "xoev"
+XGWA = FIXTURES / "xgewerbeanzeige"
 
 
 def expected_json(path: Path) -> dict[str, object]:
@@ -43,12 +50,13 @@ def trade_register() -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.mark.parametrize("pair", GEWERBE.goldens, ids=lambda p: p[0].name)
-def test_trade_register_accepts_the_gewerbe_goldens(pair: tuple[Path, Path], trade_register: httpx.Client) -> None:
-    inp, expected = pair
+@pytest.mark.parametrize(("mapping", "inp", "expected"), GEWERBE_GOLDENS)
+def test_trade_register_accepts_the_gewerbe_goldens(
+    mapping: Mapping, inp: Path, expected: Path, trade_register: httpx.Client
+) -> None:
     body = expected_json(expected)
     TypeAdapter(Gewerbemeldung).validate_python(body)
-    rendered = GEWERBE.render(inp.read_bytes(), context=golden_context(inp))
+    rendered = mapping.render(inp.read_bytes(), context=golden_context(inp))
     answer = trade_register.post("/api/v1/gewerbemeldungen", content=rendered.body,
                                  headers={"Content-Type": rendered.content_type, "Idempotency-Key": inp.name})
     assert answer.status_code == 201, answer.text
@@ -60,19 +68,42 @@ def test_each_meldungsart_is_covered() -> None:
     assert kinds == {"anmeldung", "ummeldung", "abmeldung"}
 
 
+def test_the_goldens_cover_every_kosit_sample_version() -> None:
+    versions = {etree.parse(str(inp)).getroot().get("version") for inp, _ in GEWERBE.goldens}
+    assert {"2.0", "2.1", "2.2"} <= versions
+    assert [inp.read_bytes() for inp, _ in GEWERBE13.goldens] == [(XGWA / "xgwa1.3-valid.xml").read_bytes()]
+
+
 def test_a_kosit_abmeldung_without_birth_date_fails_in_the_hub_not_at_the_register() -> None:
-    # The KoSIT 2.1 Abmeldung moved to the 2.2 namespace: its person has no birth date, which the
-    # register requires; the mapping says so by field instead of sending a request that comes back 422.
-    sample = (FIXTURES / "xgewerbeanzeige" / "xgwa2.1-valid.xml").read_bytes()
-    sample = sample.replace(b"spezifikation/2.1", b"spezifikation/2.2")
+    # The KoSIT 2.1 Abmeldung, unchanged: its person has no birth date, which the register requires; the
+    # mapping says so by field instead of sending a request that comes back 422.
     with pytest.raises(MappingFailed) as caught:
-        GEWERBE.render(sample, context={})
+        GEWERBE.render((XGWA / "xgwa2.1-valid.xml").read_bytes(), context={})
     assert caught.value.field == "personen[0].geburtsdatum"
 
 
-def test_an_anmeldung_of_another_version_is_not_mapped() -> None:
+@pytest.mark.parametrize("version", ["2.0", "2.1"])
+def test_the_2_2_sample_in_an_older_namespace_maps_alike(version: str) -> None:
+    sample = (XGWA / "xgwa2.2-valid.xml").read_bytes()
+    older = sample.replace(b"spezifikation/2.2", f"spezifikation/{version}".encode())
+    assert GEWERBE.render(older, context={}).data == GEWERBE.render(sample, context={}).data
+
+
+def test_a_version_the_mapping_does_not_list_is_not_mapped() -> None:
+    sample = (XGWA / "xgwa2.2-valid.xml").read_bytes().replace(b"spezifikation/2.2", b"spezifikation/2.3")
+    with pytest.raises(MappingFailed, match=r"found 0 elements \(the document's root element is "
+                       r"\{http://www\.xgewerbeanzeige\.de/spezifikation/2\.3\}abh\.gewerbemeldung\.0500\)"):
+        GEWERBE.render(sample, context={})
     with pytest.raises(MappingFailed, match="must select one element, found 0 elements"):
-        GEWERBE.render((FIXTURES / "xgewerbeanzeige" / "xgwa2.1-valid.xml").read_bytes(), context={})
+        GEWERBE.render((XGWA / "xgwa1.3-valid.xml").read_bytes(), context={})
+
+
+def test_a_1_3_notification_other_than_an_anmeldung_is_refused_by_name() -> None:
+    sample = (XGWA / "xgwa1.3-valid.xml").read_bytes()
+    marker = b'<mm name="MeldungArt">\n               <wert>1</wert>'
+    assert marker in sample
+    with pytest.raises(MappingFailed, match=r"meldungsart: code '3' is not in table 'meldungart'"):
+        GEWERBE13.render(sample.replace(marker, marker.replace(b">1<", b">3<")), context={})
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +148,6 @@ def test_xdomea_goldens_validate_against_the_xdomea_schema(pair: tuple[Path, Pat
 
 
 def test_xdomea_stylesheet_refuses_a_non_xbau_message() -> None:
-    sample = (FIXTURES / "xgewerbeanzeige" / "xgwa2.2-valid.xml").read_bytes()
+    sample = (XGWA / "xgwa2.2-valid.xml").read_bytes()
     with pytest.raises(MappingFailed, match=r"not an XBau message: no nachrichtenkopf\.g2g"):
         XDOMEA.render(sample, context={})
