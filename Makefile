@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/intake.py
+	$(BIN)/python scripts/bench/delivery.py
+	$(BIN)/python scripts/bench/validate.py
+	$(BIN)/python scripts/bench/mapping.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,7 @@ __all__ = [
     "Status",
     "Transition",
     "note",
+    "record_event",
     "transition",
 ]
 
@@ -156,18 +157,8 @@ def transition(
     row = conn.execute(stmt).first()
     if row is None or old is None:
         raise IllegalTransition(message_id, to, allowed, lease_owner)
-    conn.execute(
-        insert(Event).values(
-            message_id=message_id,
-            at=now,
-            kind="transition",
-            actor=actor,
-            from_status=old,
-            to_status=to.value,
-            reason=change.reason,
-            detail=change.detail,
-        )
-    )
+    record_event(conn, message_id, actor=actor, kind="transition", from_status=old, to_status=to.value,
+                 reason=change.reason, detail=change.detail, at=now)
     return Status(old)
 
 
@@ -183,15 +174,24 @@ def note(
 ) -> None:
     """Record an event that is not a status change (a delivery attempt, a lease take-over, a check)."""
     value = status.value if isinstance(status, Status) else status
+    record_event(conn, message_id, actor=actor, kind=kind, from_status=value, to_status=value, reason=reason,
+                 detail=detail)
+
+
+def record_event(
+    conn: Connection,
+    message_id: uuid.UUID,
+    *,
+    actor: str,
+    kind: str,
+    from_status: str | None,
+    to_status: str | None,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one row to the trail. Status changes go through :func:`transition`, which calls this."""
     conn.execute(
-        insert(Event).values(
-            message_id=message_id,
-            at=utcnow(),
-            kind=kind,
-            actor=actor,
-            from_status=value,
-            to_status=value,
-            reason=reason,
-            detail=detail,
-        )
+        insert(Event).values(message_id=message_id, at=at or utcnow(), kind=kind, actor=actor,
+                             from_status=from_status, to_status=to_status, reason=reason, detail=detail)
     )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from hub.models import Delivery, Event, Message, MessagePart, utcnow
-from hub.statemachine import Status
+from hub.statemachine import Status, record_event
 
 __all__ = [
     "IdempotencyConflict",
@@ -125,18 +125,9 @@ def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, boo
                     for i, p in enumerate(new.parts)
                 ],
             )
-            conn.execute(
-                insert(Event).values(
-                    message_id=message_id,
-                    at=now,
-                    kind="transition",
-                    actor=actor,
-                    from_status=None,
-                    to_status=Status.RECEIVED.value,
-                    reason=f"accepted on channel {new.channel}",
-                    detail={"size": len(body), "sha256": digest, "parts": len(new.parts)},
-                )
-            )
+            record_event(conn, message_id, actor=actor, kind="transition", from_status=None,
+                         to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
+                         detail={"size": len(body), "sha256": digest, "parts": len(new.parts)}, at=now)
     except IntegrityError:
         # Two requests with the same key raced; the other one committed first.
         existing = _by_idempotency_key(engine, new) if new.idempotency_key else None

@@ -35,6 +35,18 @@ def _admin() -> Engine:
 
 
 @pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """tests/fixtures/xoev: copies of the reference samples (provenance in its SOURCES.md)."""
+    return Path(__file__).resolve().parent / "fixtures" / "xoev"
+
+
+@pytest.fixture(scope="session")
+def xsd_dir() -> Path:
+    """The shipped schema bundles."""
+    return Path(__file__).resolve().parents[1] / "xsd"
+
+
+@pytest.fixture(scope="session")
 def pg_template() -> Iterator[Engine]:
     admin = _admin()
     try:

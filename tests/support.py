@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
+from hub import store
 from hub.auth import hash_token
 from hub.config import HubConfig
 from hub.runtime import serve_in_thread
@@ -28,6 +31,18 @@ def running(app: FastAPI) -> Iterator[str]:
     """Serve ``app`` on a free loopback port in a thread; yields the base URL."""
     with serve_in_thread(app) as url:
         yield url
+
+
+def accept_many(engine: Engine, n: int, body: Callable[[int], bytes] | None = None,
+                content_type: str = "application/xml") -> list[uuid.UUID]:
+    """Store ``n`` messages from sender ``portal`` of tenant ``memmingen`` (the XBau sample by default)."""
+    ids = []
+    for i in range(n):
+        payload = body(i) if body else XBAU_VALID.read_bytes()
+        message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
+            store.Part("payload", content_type, payload)]), actor="sender:portal")
+        ids.append(message.id)
+    return ids
 
 
 def hub_config(db_url: str, tmp_path: Path, **overrides: Any) -> HubConfig:

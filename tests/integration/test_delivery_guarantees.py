@@ -20,22 +20,13 @@ from hub.models import Message, TargetState, utcnow
 from hub.sandbox.recorder import create_recorder
 from hub.targets import target_overview
 from hub.worker import Worker
-from tests.support import XBAU_VALID, hub_config, running, write_config, xhub
+from tests.support import accept_many, hub_config, running, write_config, xhub
 
 
 @pytest.fixture
 def sink() -> Iterator[str]:
     with running(create_recorder()) as url:
         yield url
-
-
-def _accept(engine: Engine, n: int) -> list[object]:
-    ids = []
-    for _ in range(n):
-        message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
-            store.Part("payload", "application/xml", XBAU_VALID.read_bytes())]), actor="sender:portal")
-        ids.append(message.id)
-    return ids
 
 
 def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine, db_url: str, tmp_path: Path,
@@ -46,7 +37,7 @@ def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine,
                         routes=[{"name": "all", "targets": ["registry"]}],
                         retry={"max_attempts": 3, "base_delay_seconds": 0, "jitter": 0})
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 503, "fail_count": 1000})
-    first, second, third = _accept(engine, 3)
+    first, second, third = accept_many(engine, 3)
     Worker(config, engine).run(max_messages=3)
 
     (state,) = target_overview(engine, config.targets)
@@ -74,7 +65,7 @@ def test_permanent_answers_do_not_open_the_circuit(engine: Engine, db_url: str, 
                                               "circuit": {"failure_threshold": 1}}},
                         routes=[{"name": "all", "targets": ["registry"]}])
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 422, "fail_count": 1})
-    bad, good = _accept(engine, 2)
+    bad, good = accept_many(engine, 2)
     Worker(config, engine).run(exit_when_idle=True)
     assert store.get(engine, bad).status == "dead"  # type: ignore[union-attr, arg-type]
     assert store.get(engine, good).status == "acknowledged"  # type: ignore[union-attr, arg-type]
@@ -110,7 +101,7 @@ def _concurrency_probe() -> tuple[FastAPI, dict[str, int]]:
 @pytest.mark.postgres
 def test_concurrency_limit_holds_across_worker_processes(pg_url: str, tmp_path: Path) -> None:
     engine = make_engine(pg_url)
-    ids = _accept(engine, 24)
+    ids = accept_many(engine, 24)
     app, seen = _concurrency_probe()
     with running(app) as url:
         config = write_config(tmp_path / "hub.toml", pg_url, f"{url}/cases", target_extra="max_concurrency = 2")

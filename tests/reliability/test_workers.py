@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy import Engine
 from hub import store
 from hub.db import make_engine
 from hub.sandbox.recorder import create_recorder
-from tests.support import running, wait_for, write_config, xhub
+from tests.support import accept_many, running, wait_for, write_config, xhub
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +31,8 @@ def sink() -> Iterator[str]:
         yield url
 
 
-def _accept(engine: Engine, n: int) -> list[object]:
-    ids = []
-    for i in range(n):
-        body = f"<antrag xmlns='urn:test'><nr>{i}</nr></antrag>".encode()
-        message, _ = store.accept(
-            engine, store.NewMessage("memmingen", "rest", "portal", [store.Part("payload", "application/xml", body)]),
-            actor="sender:portal",
-        )
-        ids.append(message.id)
-    return ids
+def _accept(engine: Engine, n: int) -> list[uuid.UUID]:
+    return accept_many(engine, n, lambda i: f"<antrag xmlns='urn:test'><nr>{i}</nr></antrag>".encode())
 
 
 def _received(sink: str) -> dict[str, object]:

@@ -13,14 +13,6 @@ FIXTURES = REPO / "tests" / "fixtures" / "xoev"
 XSD = REPO / "xsd"
 
 
-@pytest.fixture(scope="session")
-def fixtures() -> Path:
-    return FIXTURES
-
-
-@pytest.fixture(scope="session")
-def xsd_dir() -> Path:
-    return XSD
 
 
 @pytest.fixture(scope="session")
