@@ -141,6 +141,10 @@ class SoapAdapter:
         transport = zeep.Transport(cache=self._cache(), timeout=cfg.timeout_seconds)  # type: ignore[no-untyped-call]
         transport.session.verify = str(cfg.ca_bundle) if cfg.ca_bundle else True
         transport.session.cert = self._cert()
+        if cfg.ca_bundle is not None or cfg.client_cert is not None:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own `verify`; the
+            # target's explicit TLS settings must win, so the environment is not consulted for this session.
+            transport.session.trust_env = False
         wsse = None
         if cfg.username is not None and cfg.password is not None:
             wsse = zeep.wsse.username.UsernameToken(  # type: ignore[no-untyped-call]

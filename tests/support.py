@@ -111,8 +111,8 @@ targets = ["registry"]
     return path
 
 
-def xhub(config: Path, *args: str) -> list[str]:
+def xhub(config: Path, *args: str, log_level: str = "warning") -> list[str]:
     """argv for an ``xhub`` subprocess using this interpreter."""
     import sys
 
-    return [sys.executable, "-m", "hub", "--config", str(config), "--log-level", "warning", *args]
+    return [sys.executable, "-m", "hub", "--config", str(config), "--log-level", log_level, *args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,23 @@ def test_route_explain_without_a_match_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no route matches" in result.stdout
     bad = xhub("-c", str(cfg), "route", "--explain", str(path), "--metadata", "[1]", cwd=tmp_path)
     assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
+
+
+def test_rules_check_rejects_a_broken_rule_file_with_file_and_line(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copytree(ROOT / "mappings" / "xbau-to-xdomea-abgabe", rules / "xbau-to-xdomea-abgabe")
+    (rules / "routes.toml").write_text('[[routes]]\nname = "bau"\nmatch = { standart = "XBau" }\n'
+                                       'targets = [{ target = "dms", mapping = "xbau-to-xdomea-abgabe" }]\n')
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'rules_dir = "{rules}"\n[targets.dms]\nadapter = "file"\ndirectory = "out"\n')
+    broken = xhub("-c", str(cfg), "rules", "check", cwd=tmp_path)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert f"{rules / 'routes.toml'}:3: routes[0].match.standart: Extra inputs are not permitted" in broken.stderr
+    (rules / "routes.toml").write_text((rules / "routes.toml").read_text().replace("standart", "standard"))
+    fixed = xhub("-c", str(cfg), "rules", "check", "--golden", cwd=tmp_path)
+    assert fixed.returncode == 0 and "1 route(s): bau" in fixed.stdout and "eingangsbestaetigung: ok" in fixed.stdout
+    mapping = rules / "xbau-to-xdomea-abgabe" / "mapping.toml"
+    mapping.write_text(mapping.read_text().replace("[mapping]", "[mapping]\nsorce = 'xml'", 1))
+    bad_mapping = xhub("-c", str(cfg), "rules", "check", cwd=tmp_path)
+    assert bad_mapping.returncode == 2 and f"{mapping}:" in bad_mapping.stderr and "sorce" in bad_mapping.stderr

@@ -104,3 +104,28 @@ def test_sigterm_finishes_the_current_message_then_exits(sqlite_url: str, sink: 
     first, second = store.get(engine, first_id), store.get(engine, second_id)  # type: ignore[arg-type]
     assert first is not None and first.status == "acknowledged"
     assert second is not None and second.status == "received" and second.lease_owner is None
+
+
+def test_sighup_reloads_rules_and_a_broken_reload_keeps_the_old_ones(sqlite_url: str, sink: str,
+                                                                      tmp_path: Path) -> None:
+    config = write_config(tmp_path / "hub.toml", sqlite_url, f"{sink}/inbox/cases")
+    config.write_text(config.read_text().replace('[[routes]]\nname = "all"\ntargets = ["registry"]\n', ""))
+    routes = tmp_path / "rules" / "routes.toml"  # write_config points rules_dir here
+    routes.parent.mkdir()
+    routes.write_text('[[routes]]\nname = "first"\ntargets = ["registry"]\n')
+    log = tmp_path / "worker.log"
+    with log.open("w") as err:
+        worker = subprocess.Popen(xhub(config, "worker", log_level="info"), stderr=err)
+    try:
+        wait_for(lambda: "started" in log.read_text(), timeout=30)
+        routes.write_text('[[routes]]\nname = "second"\ntargets = ["registry"]\n')
+        worker.send_signal(signal.SIGHUP)
+        wait_for(lambda: "rules reloaded: 1 routes" in log.read_text(), timeout=30)
+        routes.write_text('[[routes]]\nname = "broken"\ntargets = ["nowhere"]\n')
+        worker.send_signal(signal.SIGHUP)
+        wait_for(lambda: "rules not reloaded, the previous ones stay in force" in log.read_text(), timeout=30)
+        assert "unknown target 'nowhere'" in log.read_text()
+        assert worker.poll() is None  # still running, on the rules it had
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=60) == 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,9 +18,10 @@ import adapters
 from adapters.base import DeliveryRequest
 from adapters.soap import NOT_MAPPED, SoapAdapter
 from hub.errors import Permanent, Retriable
-from hub.runtime import free_port
+from hub.runtime import free_port, serve_in_thread
 from hub.sandbox.vehicle_registry import WSDL_DIR, create_vehicle_registry
 from tests.support import running
+from tests.tls import make_pki
 
 PORTS = {"1.1": "VehicleRegistrySoap11", "1.2": "VehicleRegistrySoap12"}
 OWNER = {"FamilyName": "Musterfrau", "GivenName": "Erika", "BirthDate": "1964-08-12",
@@ -286,3 +289,15 @@ def test_config_keeps_secrets_and_pairs() -> None:
     config = SoapAdapter.Config.model_validate({"wsdl": "x.wsdl", "operation": "Op", "username": "hub",
                                                 "password": PASSWORD})
     assert PASSWORD not in repr(config) and PASSWORD not in config.model_dump_json()
+
+
+def test_mutual_tls_for_the_wsdl_and_the_call(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    tls = {"ssl_certfile": str(pki.server_cert), "ssl_keyfile": str(pki.server_key),
+           "ssl_ca_certs": str(pki.ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    with serve_in_thread(create_vehicle_registry(users={}), **tls) as url:
+        with soap_adapter(url, ca_bundle=str(pki.ca), client_cert=str(pki.client_cert),
+                          client_key=str(pki.client_key)) as adapter:
+            assert adapter.deliver(request()).reference
+        with soap_adapter(url, ca_bundle=str(pki.ca)) as anonymous, pytest.raises(Retriable):
+            anonymous.deliver(request())  # no client certificate: the handshake fails before the WSDL loads
