@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,6 +59,26 @@ def recorder(
 ) -> None:
     """A recording HTTP sink that accepts anything under /inbox/."""
     _serve(create_recorder(), host, port, "recording sink (POST /inbox/…)")
+
+
+@sandbox_app.command("fitconnect")
+def fitconnect(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8084,
+    state_dir: Annotated[Path, typer.Option(help="Where the state lives (SQLite, attachments, signing key); "
+                                                 "kept across restarts.")] = Path("var/fitconnect-emulator"),
+) -> None:
+    """A FIT-Connect delivery service (Submission API 1.1.3); set it up under /_admin/ (docs/fitconnect-emulator.md)."""
+    from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator  # only this command needs jwcrypto
+
+    emu = Emulator(state_dir)
+    base = f"http://{host}:{port}"
+    typer.echo(f"FIT-Connect emulator on {base}  (token URL {base}/token, submission API {base}/v1, "
+               f"admin {base}/_admin/, state in {state_dir})")
+    try:
+        uvicorn.run(create_fitconnect_emulator(emu), host=host, port=port, log_level="info")
+    finally:
+        emu.close()
 
 
 if __name__ == "__main__":
