@@ -18,14 +18,16 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from adapters.fitconnect import generate_destination_keys
 from hub import migrate, operations, store
 from hub.api.views import event_json
 from hub.auth import hash_token, new_token
 from hub.config import ConfigError, HubConfig, load_config
 from hub.explain import explain_route
+from hub.fitconnect import FitConnectChannel, Poller
 from hub.mapping.golden import check_golden
 from hub.rules import RuleHolder, RulesError
-from hub.runtime import SchemaOutdated, build_app, open_engine, reload_on_sighup, server
+from hub.runtime import SchemaOutdated, answerer, build_app, open_engine, reload_on_sighup, server
 from hub.sandbox.cli import sandbox_app
 from hub.statemachine import IllegalTransition, Status
 from hub.targets import target_overview
@@ -41,6 +43,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
 app.add_typer(token_app, name="token")
 app.add_typer(sandbox_app, name="sandbox", help="Local stand-ins for the demo and tests (not for production).")
+fitconnect_app = typer.Typer(help="FIT-Connect subscriber.", no_args_is_help=True)
+app.add_typer(fitconnect_app, name="fitconnect")
+keys_app = typer.Typer(help="Keys for FIT-Connect destinations.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 rules_app = typer.Typer(help="Routing rules and mappings (mappings/).", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
@@ -114,7 +120,7 @@ def worker_cmd(
     engine = _engine()
     rules = _rules()
     stop = threading.Event()
-    w = Worker(_config(), engine, rules, stop=stop)
+    w = Worker(_config(), engine, rules, answer=answerer(_config()), stop=stop)
     install_signal_handlers(stop)
     reload_on_sighup(rules)
 
@@ -317,6 +323,47 @@ def route_cmd(
     result = explain_route(_config(), rules, file.read_bytes(), extra)
     typer.echo(result.text(explain))
     raise typer.Exit(0 if result.decision.route is not None else 1)
+
+
+@fitconnect_app.command("poll")
+def fitconnect_poll(
+    once: Annotated[bool, typer.Option(help="poll every destination once and exit")] = False,
+) -> None:
+    """Fetch waiting submissions from FIT-Connect into the hub (``xhub serve`` does this too)."""
+    config = _config()
+    if config.fitconnect is None:
+        typer.echo("xhub: no [fitconnect] section in the configuration", err=True)
+        raise typer.Exit(2)
+    channel = FitConnectChannel(config, _engine())
+    if once:
+        report = channel.poll_once()
+        channel.close()
+        typer.echo(f"stored {report.stored}, refused {report.refused}, known {report.known}, "
+                   f"failed {report.failed}")
+        raise typer.Exit(1 if report.failed else 0)
+    poller = Poller(channel, config.fitconnect.poll_interval_seconds)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    poller.start()
+    stop.wait()
+    poller.shutdown()
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[Path, typer.Option(help="folder for the key files (private ones are written 0600)")],
+    name: Annotated[str, typer.Option(help="a name for the certificates, e.g. the destination's authority")],
+    bits: Annotated[int, typer.Option(help="RSA key size; FIT-Connect requires at least 4096")] = 4096,
+) -> None:
+    """Make a destination's encryption and signing key pairs with self-signed x5c chains (test environments)."""
+    if bits < 4096:
+        typer.echo("xhub: FIT-Connect requires RSA keys of at least 4096 bits", err=True)
+        raise typer.Exit(2)
+    files = generate_destination_keys(out, name=name, bits=bits)
+    for label, path in vars(files).items():
+        typer.echo(f"{label:<20} {path}")
+    typer.echo("Give the public keys to the delivery service; keep the private ones for the hub's [fitconnect] "
+               "destinations (encryption_key, signing_key).")
 
 
 @token_app.command("new")

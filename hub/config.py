@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from adapters.fitconnect.config import FitConnectConfig
+
 __all__ = ["ConfigError", "HubConfig", "load_config"]
 
 ENV_PREFIX = "XHUB_"
@@ -38,6 +40,10 @@ class DatabaseConfig(_Model):
     url: str = Field("sqlite:///var/hub.db", description="SQLAlchemy URL; sqlite:///path or postgresql://…")
     auto_upgrade: bool = Field(True, description="apply Alembic migrations when a process starts")
     pool_size: int = Field(5, ge=1, le=100)
+
+
+class StorageConfig(_Model):
+    blob_dir: Path = Field(Path("var/blobs"), description="large message parts (FIT-Connect attachments) as files")
 
 
 class ApiConfig(_Model):
@@ -151,6 +157,9 @@ class RouteConfig(_Model):
         "pass", description="what to do with a message whose schema is not installed"
     )
     retry: RetryConfig | None = Field(None, description="overrides the global retry policy for this route")
+    accept_after: Literal["delivered", "validated"] = Field(
+        "delivered", description="FIT-Connect: send accept-submission once delivered, or already once validated"
+    )
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -162,12 +171,14 @@ class RouteConfig(_Model):
 
 class HubConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
     rules_dir: Path = Field(Path("mappings"), description="routes.toml and mapping folders")
     schema_dir: Path = Field(Path("var/schemas"), description="operator-installed bundles (`xhub schemas add`); "
                              "they come after the bundles shipped in xsd/ and override them")
+    fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
     senders: list[SenderConfig] = []
     operators: list[OperatorConfig] = []
     targets: dict[str, TargetConfig] = {}

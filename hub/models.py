@@ -75,7 +75,7 @@ class Message(Base):
     sender: Mapped[str] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     sender_reference: Mapped[str | None] = mapped_column(String(255))
-    fitconnect_submission_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    fitconnect_submission_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     fitconnect_case_id: Mapped[str | None] = mapped_column(String(64))
     xoev_message_uuid: Mapped[str | None] = mapped_column(String(100), index=True)
     standard: Mapped[str | None] = mapped_column(String(100))
@@ -123,7 +123,8 @@ class MessagePart(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, comment="the bytes, unless they are in the blob store")
+    blob_path: Mapped[str | None] = mapped_column(String(500), comment="large parts: file in the blob store")
 
 
 class Event(Base):

@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,10 +16,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from adapters.fitconnect import SubscriberClient
 from hub import migrate
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import make_engine
+from hub.fitconnect import AnswerBack, FitConnectChannel, Poller
+from hub.pipeline.base import Answerer
 from hub.rules import RuleHolder, RulesError
 from hub.worker import Worker
 
@@ -49,8 +52,8 @@ def open_engine(config: HubConfig) -> Engine:
 class EmbeddedWorker:
     """A worker thread inside the API process (the one-process default of ``xhub serve``)."""
 
-    def __init__(self, config: HubConfig, engine: Engine, rules: RuleHolder) -> None:
-        self.worker = Worker(config, engine, rules)
+    def __init__(self, config: HubConfig, engine: Engine, rules: RuleHolder, answer: Answerer | None) -> None:
+        self.worker = Worker(config, engine, rules, answer=answer)
         self._thread = threading.Thread(target=self.worker.run, name="xhub-worker", daemon=True)
 
     def start(self) -> None:
@@ -64,14 +67,42 @@ class EmbeddedWorker:
         self.worker.wake.set()
 
 
+def answerer(config: HubConfig) -> Answerer | None:
+    """What answers FIT-Connect senders, when the channel is configured."""
+    if config.fitconnect is None:
+        return None
+    return AnswerBack(SubscriberClient(config.fitconnect))
+
+
 def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules: RuleHolder | None = None) -> FastAPI:
-    """The API, and with ``embedded_worker`` a worker thread sharing its rules (one reload serves both)."""
+    """The API; with ``embedded_worker`` a worker thread sharing its rules (one reload serves both), and with
+    FIT-Connect configured, the poller that fetches submissions (woken early by callbacks)."""
     rules = rules or RuleHolder(config)
-    if not embedded_worker:
-        return create_app(config, engine, rules=rules)
-    embedded = EmbeddedWorker(config, engine, rules)
-    return create_app(config, engine, rules=rules, on_accept=embedded.wake,
-                      lifespan_hooks=(embedded.start, embedded.stop))
+    starts: list[Callable[[], None]] = []
+    stops: list[Callable[[], None]] = []
+    on_accept: Callable[[], None] | None = None
+    on_callback: Callable[[], None] | None = None
+    if embedded_worker:
+        embedded = EmbeddedWorker(config, engine, rules, answerer(config))
+        starts.append(embedded.start)
+        stops.append(embedded.stop)
+        on_accept = embedded.wake
+    if config.fitconnect is not None:
+        poller = Poller(FitConnectChannel(config, engine), config.fitconnect.poll_interval_seconds)
+        starts.append(poller.start)
+        stops.insert(0, poller.shutdown)
+        on_callback = poller.wake.set
+
+    def start_all() -> None:
+        for start in starts:
+            start()
+
+    def stop_all() -> None:
+        for stop in stops:
+            stop()
+
+    return create_app(config, engine, rules=rules, on_accept=on_accept, on_callback=on_callback,
+                      lifespan_hooks=(start_all, stop_all) if starts else None)
 
 
 def reload_on_sighup(rules: RuleHolder) -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
+from hub.blobs import BlobStore
 from hub.models import Delivery, Event, Message, MessagePart, utcnow
 from hub.statemachine import Status, record_event
 
@@ -26,6 +28,7 @@ __all__ = [
     "IdempotencyConflict",
     "NewMessage",
     "Part",
+    "SubmissionKnown",
     "accept",
     "deliveries",
     "events",
@@ -37,10 +40,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Part:
+    """One part of a message: its bytes, or (for large parts) a file that goes into the blob store."""
+
     role: str  # payload | attachment | metadata
     content_type: str
-    body: bytes
+    body: bytes | None = None
     name: str | None = None
+    file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.body is None) == (self.file is None):
+            raise ValueError("a part has either body bytes or a file, not both and not neither")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class NewMessage:
     attributes: dict[str, str] = field(default_factory=dict)  # routing facts known at intake (service, region)
 
 
+class SubmissionKnown(Exception):
+    """A message with this FIT-Connect submission id is already stored (another poller was quicker)."""
+
+
 class IdempotencyConflict(Exception):
     """The idempotency key was used before by the same sender for a different payload."""
 
@@ -68,14 +82,16 @@ class IdempotencyConflict(Exception):
 _EXTERNAL = {"fitconnect_submission_id", "fitconnect_case_id", "xoev_message_uuid"}
 
 
-def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, bool]:
+def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | None = None) -> tuple[Message, bool]:
     """Store a new message durably, in status ``received`` with its first event.
 
     Returns ``(message, created)``. With an idempotency key that this sender used before for the same
     payload, nothing is written and the first message is returned with ``created=False``.
     """
-    if not new.parts or new.parts[0].role != "payload":
-        raise ValueError("the first part of a message must be its payload")
+    if not new.parts or new.parts[0].role != "payload" or new.parts[0].body is None:
+        raise ValueError("the first part of a message must be its payload, as bytes")
+    if blobs is None and any(p.file is not None for p in new.parts):
+        raise ValueError("parts given as files need a blob store")
     unknown = set(new.external) - _EXTERNAL
     if unknown:
         raise ValueError(f"unknown external ids: {sorted(unknown)}")
@@ -87,6 +103,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, boo
             return _replay(existing, digest), False
     now = utcnow()
     message_id = uuid.uuid4()
+    rows = [_part_row(message_id, i, p, blobs) for i, p in enumerate(new.parts)]  # files durable first
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -109,26 +126,15 @@ def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, boo
                     **new.external,
                 )
             )
-            conn.execute(
-                insert(MessagePart),
-                [
-                    {
-                        "message_id": message_id,
-                        "part_no": i,
-                        "role": p.role,
-                        "name": p.name,
-                        "content_type": p.content_type,
-                        "size": len(p.body),
-                        "sha256": hashlib.sha256(p.body).hexdigest(),
-                        "body": p.body,
-                    }
-                    for i, p in enumerate(new.parts)
-                ],
-            )
+            conn.execute(insert(MessagePart), rows)
             record_event(conn, message_id, actor=actor, kind="transition", from_status=None,
                          to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
                          detail={"size": len(body), "sha256": digest, "parts": len(new.parts)}, at=now)
     except IntegrityError:
+        submission = new.external.get("fitconnect_submission_id")
+        if submission is not None and _first(engine, select(Message.id).where(
+                Message.fitconnect_submission_id == submission)) is not None:
+            raise SubmissionKnown(submission) from None
         # Two requests with the same key raced; the other one committed first.
         existing = _by_idempotency_key(engine, new) if new.idempotency_key else None
         if existing is None:
@@ -137,6 +143,17 @@ def accept(engine: Engine, new: NewMessage, *, actor: str) -> tuple[Message, boo
     message = get(engine, message_id)
     assert message is not None
     return message, True
+
+
+def _part_row(message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"message_id": message_id, "part_no": part_no, "role": part.role, "name": part.name,
+                           "content_type": part.content_type}
+    if part.body is not None:
+        return {**row, "size": len(part.body), "sha256": hashlib.sha256(part.body).hexdigest(), "body": part.body,
+                "blob_path": None}
+    assert blobs is not None and part.file is not None
+    stored = blobs.put(message_id, part_no, part.file)
+    return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path}
 
 
 def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:

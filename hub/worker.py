@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub import queue
 from hub.config import HubConfig
+from hub.pipeline.base import Answerer
 from hub.pipeline.runner import LeaseLost, Runner
 from hub.rules import RuleHolder
 
@@ -42,6 +43,7 @@ class Worker:
     config: HubConfig
     engine: Engine
     rules: RuleHolder | None = None  # loaded from the configuration when not given
+    answer: Answerer | None = None  # answers FIT-Connect senders (hub.runtime.answerer)
     owner: str = field(default_factory=worker_id)
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)  # set by the intake: new work
@@ -50,7 +52,7 @@ class Worker:
     def __post_init__(self) -> None:
         if self.rules is None:
             self.rules = RuleHolder(self.config)
-        self.runner = Runner(self.config, self.engine, self.owner, self.rules)
+        self.runner = Runner(self.config, self.engine, self.owner, self.rules, answer=self.answer)
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
 
     def run_once(self) -> bool:

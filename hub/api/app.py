@@ -7,6 +7,7 @@ Handlers are async; database work and XML parsing run in the thread pool, never 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from adapters.fitconnect import CallbackRefused, ReplayGuard, verify_callback
 from hub import operations, store
 from hub.api import problems
 from hub.api.problems import PROBLEM_JSON, Problem
@@ -35,6 +37,8 @@ from hub.xmlsafe import XmlLimits, XmlRejected, parse
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 #: FIT-Connect service identifier: the LeiKa key, with or without its URN prefix.
 _LEIKA = r"^(urn:de:fim:leika:leistung:)?\d{14}$"
@@ -46,6 +50,7 @@ def create_app(
     *,
     rules: RuleHolder | None = None,
     on_accept: Callable[[], None] | None = None,
+    on_callback: Callable[[], None] | None = None,
     lifespan_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> FastAPI:
     """Build the app. ``on_accept`` is called after each new message (wakes an embedded worker);
@@ -64,6 +69,7 @@ def create_app(
     app = FastAPI(title="xoev-hub", version="0.1.0", lifespan=lifespan)
     app.state.config = config
     holder = rules or RuleHolder(config)
+    replay_guard = ReplayGuard()  # FIT-Connect callbacks seen lately: a replayed one is refused
     problems.install(app)
     limits = XmlLimits(max_bytes=config.api.max_body_bytes)
 
@@ -189,6 +195,24 @@ def create_app(
                           "the new rules have problems; the previous ones stay in force",
                           problems=exc.problems) from None
         return fresh.summary()
+
+    @app.post("/api/v1/fitconnect/callback")
+    async def fitconnect_callback(request: Request) -> dict[str, Any]:
+        """FIT-Connect's new-submission callback: checked (HMAC, timestamp, replay), then it triggers a poll."""
+        fc = config.fitconnect
+        if fc is None or fc.callback_secret is None or on_callback is None:
+            raise Problem(404, "callbacks-not-configured", "Callbacks not configured",
+                          "this hub has no FIT-Connect callback secret; it polls instead")
+        body = await _read_capped(request, 64 * 1024)
+        try:
+            verify_callback(fc.callback_secret.get_secret_value(), request.headers.get("callback-timestamp"),
+                            request.headers.get("callback-authentication"), body, seen=replay_guard)
+        except CallbackRefused as exc:
+            log.warning("FIT-Connect callback refused from %s: %s", request.client.host if request.client else "?",
+                        exc)
+            raise Problem(401, "callback-refused", "Callback refused", str(exc)) from None
+        on_callback()
+        return {"status": "ok", "action": "poll triggered"}
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from hub.models import Delivery, Message, MessagePart
     from hub.rules import RuleSet
 
-__all__ = ["Stage", "StageContext", "StageResult"]
+__all__ = ["Answerer", "Stage", "StageContext", "StageResult"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ class StageResult:
     detail: dict[str, Any] | None = None
     fields: dict[str, Any] | None = None  # message columns to set with the transition
     deliveries: tuple[tuple[str, str | None], ...] = ()  # (target, mapping) records to create with the transition
+
+
+class Answerer(Protocol):
+    """Answers the sender of a channel that expects a decision (FIT-Connect); returns what it did."""
+
+    def accept(self, message: Message) -> str: ...
+
+    def reject(self, message: Message, error: HubError, stage: str) -> str: ...
 
 
 @dataclass
@@ -48,6 +56,7 @@ class StageContext:
     record_delivery: Callable[[Delivery, DeliveryResult | None, HubError | None], None]
     adapter: Callable[[str], Deliverer]
     keep_lease: Callable[[], None]
+    answer: Answerer | None = None  # None: no channel that needs an answer is configured
     cache: dict[str, Any] = field(default_factory=dict)  # shared between the stages of one run
     facts: dict[str, Any] = field(default_factory=dict)  # message columns learnt; stored with the next transition
 
@@ -58,7 +67,9 @@ class StageContext:
         return parts
 
     def payload(self) -> bytes:
-        return self.parts()[0].body
+        body = self.parts()[0].body
+        assert body is not None, "the payload is always stored in the database"
+        return body
 
     def xml_root(self) -> etree._Element | None:
         """The payload's tree when it is XML (parsed by verify, or now when a run resumes later)."""

@@ -33,9 +33,13 @@ class Route:
                 detail=decision.as_detail(),
             )
         unchecked = " (passed on unchecked, as the route allows)" if m.verdict == "not_checked" else ""
+        answered = ""
+        if route.accept_after == "validated" and m.channel == "fitconnect" and ctx.answer is not None:
+            answered = f"; {ctx.answer.accept(m)} (the route accepts after validation)"
+            ctx.facts["attributes"] = {**(m.attributes or {}), "answered": "accepted"}
         targets = [f"{t.target} (mapping {t.mapping})" if t.mapping else t.target for t in route.targets]
         return StageResult(
-            reason=f"route {route.name} → {', '.join(targets)}{unchecked}",
+            reason=f"route {route.name} → {', '.join(targets)}{unchecked}{answered}",
             detail={**decision.as_detail(), "targets": [t.model_dump() for t in route.targets]},
             fields={"route": route.name},
             deliveries=tuple((t.target, t.mapping) for t in route.targets),

@@ -28,7 +28,8 @@ from hub.config import HubConfig
 from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
 from hub.models import Delivery, Message, utcnow
 from hub.pipeline import STAGES
-from hub.pipeline.base import Stage, StageContext
+from hub.pipeline.acknowledge import NEEDS_ANSWER
+from hub.pipeline.base import Answerer, Stage, StageContext
 from hub.retry import decide
 from hub.rules import RuleHolder, RuleSet
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
@@ -45,8 +46,9 @@ class LeaseLost(RuntimeError):
 
 class Runner:
     def __init__(self, config: HubConfig, engine: Engine, owner: str, rules: RuleHolder,
-                 stages: tuple[Stage, ...] = STAGES) -> None:
+                 stages: tuple[Stage, ...] = STAGES, answer: Answerer | None = None) -> None:
         self.config = config
+        self.answer = answer
         self.engine = engine
         self.owner = owner
         self.rules = rules
@@ -80,7 +82,7 @@ class Runner:
     def process(self, message_id: uuid.UUID) -> Status:
         """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
         message = self._load(message_id)
-        self._rules = self.rules.current
+        self._rules = self.rules.current  # one rule set for the whole run, even if a reload happens meanwhile
         status = Status(message.status)
         if status is Status.RETRY_WAIT:
             status = self._resume(message)
@@ -154,6 +156,14 @@ class Runner:
     def _fail(self, message: Message, status: Status, stage: str, exc: HubError) -> Status:
         detail: dict[str, Any] = {"stage": stage, "error": type(exc).__name__, **exc.detail}
         reason = f"{stage}: {exc}"
+        if isinstance(exc, Invalid) and message.channel in NEEDS_ANSWER and stage != "answer":
+            # The sender must hear it before the message is closed; a failure to tell it is retried.
+            try:
+                if self.answer is None:
+                    raise Permanent(f"channel {message.channel} needs an answer, but it is not configured")
+                reason = f"{reason}; {self.answer.reject(message, exc, stage)}"
+            except HubError as answer_failed:
+                return self._fail(message, status, "answer", answer_failed)
         if isinstance(exc, Invalid):
             to, change = Status.REJECTED, Transition(reason=reason, detail=detail, last_error=str(exc))
         elif isinstance(exc, Permanent):
@@ -242,8 +252,8 @@ class Runner:
 
         self._facts = {}
         self._notes = []
-        self._rules = self.rules.current  # one rule set for the whole run, even if a reload happens meanwhile
         return StageContext(
+            answer=self.answer,
             rules=self._rules,
             facts=self._facts,
             message=message,

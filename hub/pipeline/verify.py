@@ -32,6 +32,10 @@ class Verify:
     produces: ClassVar[Status | None] = None
 
     def run(self, ctx: StageContext) -> StageResult:
+        refused = ((ctx.message.attributes or {}).get("fitconnect") or {}).get("refused")
+        if refused:  # the FIT-Connect intake stored it only so that it is rejected from here, with its problems
+            found = "; ".join(f"{p['type'].rsplit('/', 1)[-1]} ({p['instance']}): {p['detail']}" for p in refused)
+            raise Invalid(f"the submission cannot be processed: {found}", detail={"fitconnect_problems": refused})
         body = ctx.payload()
         digest = hashlib.sha256(body).hexdigest()
         if digest != ctx.message.payload_sha256:

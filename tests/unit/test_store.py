@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from hub import store
+from hub.blobs import BlobStore
 
 
 def _new(body: bytes, key: str | None = None, sender: str = "portal") -> store.NewMessage:
@@ -53,3 +55,20 @@ def test_concurrent_repeats_create_one_message(engine: Engine) -> None:
         t.join()
     assert len(results) == 6 and len(set(results)) == 1
     assert len(store.list_messages(engine)) == 1
+
+
+def test_large_parts_go_to_the_blob_store_before_the_commit(engine: Engine, tmp_path: Path) -> None:
+    big = tmp_path / "incoming.bin"
+    big.write_bytes(b"\x00PDF" * 300_000)
+    blobs = BlobStore(tmp_path / "blobs")
+    message, _ = store.accept(engine, store.NewMessage("t1", "fitconnect", "fc", [
+        store.Part("payload", "application/json", b"{}"),
+        store.Part("attachment", "application/pdf", file=big, name="plan.pdf")]), actor="fc", blobs=blobs)
+    payload, attachment = store.payload(engine, message.id)
+    assert payload.body == b"{}" and attachment.body is None and attachment.size == 1_200_000
+    with blobs.open(attachment.blob_path or "") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == attachment.sha256
+    assert not big.exists()  # moved, not copied, on the same file system
+    with pytest.raises(ValueError, match="need a blob store"):
+        store.accept(engine, store.NewMessage("t1", "fitconnect", "fc", [
+            store.Part("payload", "application/json", b"{}"), store.Part("attachment", "x/y", file=big)]), actor="x")
