@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fitconnect
 import httpx
 import pytest
-from jwcrypto import jwk, jws
+from jwcrypto import jwe, jwk, jws
 from sqlalchemy import Engine
 
 from adapters.fitconnect import KeyFiles, generate_destination_keys
@@ -60,6 +61,7 @@ class World:
     sender: Any  # the SDK client
     sender_credentials: tuple[str, str]
     registry_url: str
+    blob_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             sender = fitconnect.FITConnectClient(fitconnect.Environment.TESTING, *sender_credentials)
             sender.token_url, sender.submission_api_url = f"{emulator_url}/token", f"{emulator_url}/v1"
             yield World(emulator, emulator_url, hub_url, engine, destination_id, keys, sender, sender_credentials,
-                        registry_url)
+                        registry_url, tmp / "blobs")
         engine.dispose()
     emulator.close()
 
@@ -223,3 +225,43 @@ def test_a_valid_callback_is_accepted_once_and_its_replay_refused(world: World) 
     assert first.status_code == 200 and first.json()["action"] == "poll triggered"
     again = httpx.post(f"{world.hub_url}/api/v1/fitconnect/callback", content=body, headers=headers)
     assert again.status_code == 401
+
+
+def _stranger_jwe(data: bytes) -> str:
+    """Encrypted for a key that is not the destination's: the hub cannot decrypt it."""
+    stranger = jwk.JWK.generate(kty="RSA", size=4096, kid="not-the-destination")
+    token = jwe.JWE(data, protected={"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": "not-the-destination",
+                                     "cty": "application/json"})
+    token.add_recipient(stranger)
+    return str(token.serialize(compact=True))
+
+
+def test_data_encrypted_for_another_key_is_rejected(world: World) -> None:
+    data = json.dumps(application()).encode()
+    sent = world.sender.submission(world.destination_id, LEIKA, data_encrypted=_stranger_jwe(data),
+                                   data_sha512=hashlib.sha512(data).hexdigest(), data_schema=JSON_SCHEMA)
+    message = settled(world, sent["submissionId"])
+    assert message.status == "rejected" and "encryption-issue (data)" in (message.last_error or "")
+    (reject,) = [e for e in event_log(world, sent["caseId"]) if REJECT in e["claims"]["events"]]
+    assert reject["claims"]["events"][REJECT]["problems"][0]["type"].endswith("/encryption-issue")
+
+
+def test_metadata_against_the_schema_is_rejected(world: World) -> None:
+    metadata = {"$schema": "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json",
+                "contentStructure": {"data": {"hash": {"type": "md5", "content": "nope"},
+                                              "submissionSchema": JSON_SCHEMA}, "attachments": []}}
+    sent = world.sender.submission(world.destination_id, LEIKA, metadata_encrypted=world.sender.encrypt(
+        world.destination_id, json.dumps(metadata).encode()), data=json.dumps(application()), data_schema=JSON_SCHEMA)
+    message = settled(world, sent["submissionId"])
+    assert message.status == "rejected" and "schema-violation (metadata)" in (message.last_error or ""), \
+        message.last_error
+    (reject,) = [e for e in event_log(world, sent["caseId"]) if REJECT in e["claims"]["events"]]
+    assert reject["claims"]["events"][REJECT]["problems"][0]["instance"] == "metadata"
+
+
+def test_nothing_is_left_half_processed(world: World) -> None:
+    """After all the cases above: no message waits in an intermediate state, no temporary file is left."""
+    statuses = {m.status for m in store.list_messages(world.engine, limit=1000)}
+    assert statuses <= {"acknowledged", "rejected"}, statuses
+    incoming = world.blob_dir / ".incoming"
+    assert not incoming.exists() or not any(incoming.iterdir())
