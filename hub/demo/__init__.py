@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from hub.auth import hash_token, new_token
 from hub.config import HubConfig, load_config
+from hub.demo import fitconnect as fitconnect_demo
 from hub.runtime import build_app, free_port, open_engine, serve_in_thread
 from hub.sandbox.recorder import create_recorder
 from hub.sandbox.trade_register import create_trade_register
@@ -68,7 +70,8 @@ def load_samples() -> list[Sample]:
     return [Sample(**entry) for entry in data["sample"]]
 
 
-def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hash: str, operator_hash: str) -> Path:
+def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hash: str, operator_hash: str,
+                 extra: str) -> Path:
     path = workdir / "hub.toml"
     path.write_text(
         f"""# Written by `xhub demo`. Use it to look around: xhub -c {path} messages list
@@ -117,7 +120,7 @@ reference_path = "RegistrationNumber"
 [targets.steueramt]
 adapter = "rest"
 url = "{stand_ins['tax office']}/inbox/gewerbesteuer"
-""",
+{extra}""",
         encoding="utf-8",
     )
     return path
@@ -132,6 +135,20 @@ def _submit(client: httpx.Client, token: str, sample: Sample) -> Outcome:
         return Outcome(sample, message_id=r.json()["id"], status=r.json()["status"])
     problem = r.json()
     return Outcome(sample, status="refused", detail=f"{r.status_code} {problem['title']}: {problem['detail']}")
+
+
+def _send_fitconnect(fc: fitconnect_demo.FitConnectDemo, engine: Engine) -> Outcome:
+    sample = Sample("kfz-zulassung.json via FIT-Connect", "acknowledged",
+                    "sent with the public fitconnect SDK through the emulator, with a PDF attachment: fetched, "
+                    "decrypted, verified, mapped to SOAP, delivered, answered with a signed accept-submission")
+    application = json.loads((SAMPLES / "kfz-zulassung.json").read_text(encoding="utf-8"))
+    application["fahrzeug"]["fin"] = "WVWZZZ1JZYW000002"  # another car than the REST sample's
+    application["wunschkennzeichen"] = None
+    submission_id = fc.send(application, b"%PDF-1.7 Zulassungsbescheinigung Teil II (demo)\n" * 2000)
+    message_id = fitconnect_demo.message_of(engine, submission_id, timeout=30)
+    if message_id is None:
+        return Outcome(sample, status="not fetched", detail=f"submission {submission_id} was not fetched in 30s")
+    return Outcome(sample, message_id=str(message_id), status="received")
 
 
 def _settle(client: httpx.Client, token: str, outcomes: list[Outcome], timeout: float) -> None:
@@ -185,24 +202,30 @@ def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int
         # The trade register answers 503 once: the demo shows a retry that loses nothing.
         httpx.post(f"{stand_ins['trade register']}/_behaviour", json={"fail_status": 503, "fail_count": 1})
         port = port or free_port()
-        config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token))
+        fc = fitconnect_demo.start(stack, workdir, port)
+        config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token),
+                                   fc.config_section())
         config: HubConfig = load_config(config_path, env={})
         engine = open_engine(config)
         app = build_app(config, engine, embedded_worker=True)
         with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
             (workdir / "endpoints.json").write_text(json.dumps({
                 "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
-                "stand_ins": stand_ins, "config": str(config_path),
+                "stand_ins": stand_ins, "fitconnect": fc.endpoints(), "config": str(config_path),
             }, indent=2) + "\n", encoding="utf-8")
             print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); stand-ins: "
-                  + ", ".join(f"{name} {url}" for name, url in stand_ins.items()))
+                  + ", ".join(f"{name} {url}" for name, url in stand_ins.items())
+                  + f"; FIT-Connect emulator {fc.url}")
             outcomes = [_submit(client, sender_token, s) for s in load_samples()]
+            outcomes.append(_send_fitconnect(fc, engine))
             _settle(client, operator_token, outcomes, timeout)
             _print(outcomes)
             print()
             for name, url in stand_ins.items():
                 items = httpx.get(f"{url}/_received").json()["items"]
                 print(f"{name} stand-in ({url}/_received): {len(items)} request(s) received")
+            print(f"FIT-Connect emulator ({fc.url}): {fc.emulator.overview()[-1]['status']} is what the sender sees "
+                  "for its submission (the accept-submission token is in the case's event log)")
             files = sorted(p.name for p in (workdir / "outbox").rglob("*") if p.is_file())
             print(f"DMS drop folder {workdir / 'outbox' / 'bauamt-dms'}: {', '.join(files) or 'empty'}")
             failed = [o for o in outcomes if not o.ok]

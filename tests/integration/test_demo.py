@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,12 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 of 8 samples reached their expected state" in result.stdout
+    assert "9 of 9 samples reached their expected state" in result.stdout
+    assert "accepted is what the sender sees" in result.stdout  # FIT-Connect: the sender got its answer
     assert "after 1 retry" in result.stdout  # the stand-in's 503 was retried, not lost
-    assert (tmp_path / "demo" / "endpoints.json").exists()
+    endpoints = json.loads((tmp_path / "demo" / "endpoints.json").read_text())
+    assert {"token_url", "submission_api_url", "sender_client_id", "sender_client_secret",
+            "destination_id"} <= set(endpoints["fitconnect"])
     config = (tmp_path / "demo" / "hub.toml").read_text()
     listed = subprocess.run([sys.executable, "-m", "hub", "-c", str(tmp_path / "demo" / "hub.toml"), "messages",
                              "list", "--status", "dead"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
