@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/delivery.py
 	$(BIN)/python scripts/bench/validate.py
 	$(BIN)/python scripts/bench/mapping.py
+	$(BIN)/python scripts/bench/fitconnect_intake.py
+	$(BIN)/python scripts/bench/fitconnect_attachments.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
