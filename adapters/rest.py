@@ -10,11 +10,8 @@ access token cached until shortly before it expires and fetched again once when 
 
 from __future__ import annotations
 
-import email.utils
 import ssl
 import string
-import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -23,6 +20,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
+from adapters.http_support import TokenCache, retry_after_seconds
 from hub.errors import Permanent, Retriable
 
 __all__ = ["RestAdapter", "RestConfig", "classify", "retry_after_seconds"]
@@ -79,20 +77,6 @@ class RestConfig(AdapterConfig):
         return self
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse ``Retry-After`` (delta-seconds or HTTP date) into seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def classify(response: httpx.Response) -> DeliveryResult:
     """Delivered → result; otherwise raise the mapped error kind."""
     excerpt = response.text[:EXCERPT] if response.content else ""
@@ -106,45 +90,6 @@ def classify(response: httpx.Response) -> DeliveryResult:
     raise Permanent(reason, detail=detail)
 
 
-class _TokenCache:
-    """OAuth2 client-credentials token, shared by the threads of one process."""
-
-    def __init__(self, config: OAuth2ClientCredentials, client: httpx.Client) -> None:
-        self.config, self.client = config, client
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires = 0.0
-
-    def token(self, *, renew: bool = False) -> str:
-        with self._lock:
-            if renew or self._token is None or time.monotonic() >= self._expires - self.config.refresh_margin_seconds:
-                self._token, lifetime = self._fetch()
-                self._expires = time.monotonic() + lifetime
-            return self._token
-
-    def _fetch(self) -> tuple[str, float]:
-        form = {"grant_type": "client_credentials", "client_id": self.config.client_id,
-                "client_secret": self.config.client_secret.get_secret_value()}
-        if self.config.scope:
-            form["scope"] = self.config.scope
-        where = f"token endpoint {self.config.token_url}"
-        try:
-            r = self.client.post(self.config.token_url, data=form)
-        except httpx.TransportError as exc:
-            raise Retriable(f"{where}: {type(exc).__name__}") from None
-        if r.status_code >= 500 or r.status_code == 429:
-            raise Retriable(f"{where} answered {r.status_code}",
-                            retry_after=retry_after_seconds(r.headers.get("retry-after")))
-        if r.status_code != 200:
-            error = r.json().get("error", "") if "json" in r.headers.get("content-type", "") else ""
-            raise Permanent(f"{where} refused the client credentials: {r.status_code} {error}".strip())
-        try:
-            body = r.json()
-            return str(body["access_token"]), float(body.get("expires_in", 300))
-        except (ValueError, KeyError, TypeError):
-            raise Permanent(f"{where} answered 200 without a usable access_token") from None
-
-
 class RestAdapter:
     name: ClassVar[str] = "rest"
     Config: ClassVar[type[AdapterConfig]] = RestConfig
@@ -153,7 +98,12 @@ class RestAdapter:
         self.config = config
         timeout = httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=self._tls(config))
-        self._tokens = _TokenCache(config.oauth2, self._client) if config.oauth2 else None
+        self._tokens = None
+        if config.oauth2 is not None:
+            o = config.oauth2
+            self._tokens = TokenCache(token_url=o.token_url, client_id=o.client_id, client_secret=o.client_secret,
+                                      scope=o.scope, refresh_margin_seconds=o.refresh_margin_seconds,
+                                      client=self._client)
 
     @staticmethod
     def _tls(config: RestConfig) -> ssl.SSLContext | bool:

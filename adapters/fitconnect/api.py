@@ -14,7 +14,6 @@ leave this module.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from adapters.http_support import retry_after_seconds
 from hub.errors import Deferred, Permanent, Retriable
 
 __all__ = ["TRANSIENT", "SubmissionApi", "TooLarge", "retry_after"]
@@ -36,19 +36,6 @@ class TooLarge(Exception):
     """A download is larger than the limit; the caller decides what that means."""
 
 
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _ratelimit(response: httpx.Response, name: str) -> str | None:
     value: str | None = response.headers.get(f"ratelimit-{name}")
     if value is None:  # draft-ietf-httpapi-ratelimit-headers ≥ 07: RateLimit: limit=10, remaining=0, reset=30
@@ -59,8 +46,8 @@ def _ratelimit(response: httpx.Response, name: str) -> str | None:
 
 def retry_after(response: httpx.Response) -> float | None:
     """Seconds to wait before the next request, from ``Retry-After`` or the ``RateLimit`` reset."""
-    seconds = _seconds(response.headers.get("retry-after"))
-    return seconds if seconds is not None else _seconds(_ratelimit(response, "reset"))
+    seconds = retry_after_seconds(response.headers.get("retry-after"))
+    return seconds if seconds is not None else retry_after_seconds(_ratelimit(response, "reset"))
 
 
 def _problem(response: httpx.Response) -> str:
