@@ -41,9 +41,12 @@ from hub.models import Event, Message
 LEIKA = "urn:de:fim:leika:leistung:99036012104000"
 JSON_SCHEMA = {"schemaUri": "urn:xoev-hub:sandbox:any-json-schema", "mimeType": "application/json"}
 SAMPLE = json.loads((ROOT / "hub/demo/samples/kfz-zulassung.json").read_text())
-PEAK_RSS = ("import resource, sys\nfrom hub.cli import app\ntry:\n    app(sys.argv[1:], prog_name='xhub')\n"
-            "except SystemExit as exit:\n    code = exit.code\nprint('PEAK_RSS_KB', resource.getrusage("
-            "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code or 0)\n")
+# The poller's own peak: VmHWM of its address space. (ru_maxrss would be wrong here: Linux carries it across
+# exec, so a child would report the benchmark driver's peak at fork time, the driver holding the attachment.)
+PEAK_RSS = ("import sys\nfrom hub.cli import app\ntry:\n    app(sys.argv[1:], prog_name='xhub')\n"
+            "except SystemExit as exit:\n    code = exit.code\n"
+            "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
+            "print('PEAK_RSS_KB', hwm, file=sys.stderr)\nsys.exit(code or 0)\n")
 
 
 def application() -> str:
@@ -150,7 +153,7 @@ def main() -> None:
             rows.append({"what": f"{args.submissions} submissions", "fetch_per_s": round(args.submissions / fetched, 1),
                          "end_to_end_per_s": round(args.submissions / total, 1), "poller_peak_rss_mb": rss})
             for size in args.sizes:
-                attachment = os.urandom(1024 * 1024) * size  # one random MiB, repeated
+                attachment = os.urandom(1_000_000) * size  # one random MB, repeated (FIT-Connect counts MB)
                 sender.submission(destination_id, LEIKA, data=application(), data_schema=JSON_SCHEMA,
                                   attachments=[attachment])
                 del attachment

@@ -259,6 +259,30 @@ def test_metadata_against_the_schema_is_rejected(world: World) -> None:
     assert reject["claims"]["events"][REJECT]["problems"][0]["instance"] == "metadata"
 
 
+def test_an_undecryptable_attachment_is_rejected(world: World) -> None:
+    data, attachment = json.dumps(application()).encode(), b"%PDF-1.7 Vollmacht " * 500
+    created = world.sender.create_submission(world.destination_id, LEIKA, num_attachments=1)
+    attachment_id = created["announcedAttachments"][0]
+    world.sender.upload_attachment(world.destination_id, created["submissionId"], attachment_id,
+                                   attachment_encrypted=_stranger_jwe(attachment))
+    metadata = {
+        "$schema": "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json",
+        "contentStructure": {
+            "data": {"hash": {"type": "sha512", "content": hashlib.sha512(data).hexdigest()},
+                     "submissionSchema": JSON_SCHEMA},
+            "attachments": [{"attachmentId": attachment_id, "mimeType": "application/pdf", "purpose": "attachment",
+                             "hash": {"type": "sha512", "content": hashlib.sha512(attachment).hexdigest()}}],
+        },
+    }
+    world.sender.submit_submission(world.destination_id, created["submissionId"], metadata=json.dumps(metadata),
+                                   data=data)
+    message = settled(world, created["submissionId"])
+    assert message.status == "rejected", message.last_error
+    assert f"encryption-issue (attachment:{attachment_id})" in (message.last_error or "")
+    (reject,) = [e for e in event_log(world, created["caseId"]) if REJECT in e["claims"]["events"]]
+    assert reject["claims"]["events"][REJECT]["problems"][0]["instance"] == f"attachment:{attachment_id}"
+
+
 def test_nothing_is_left_half_processed(world: World) -> None:
     """After all the cases above: no message waits in an intermediate state, no temporary file is left."""
     statuses = {m.status for m in store.list_messages(world.engine, limit=1000)}
