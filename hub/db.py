@@ -8,15 +8,13 @@ share it and claim work with ``FOR UPDATE SKIP LOCKED`` (see :mod:`hub.queue`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 
-__all__ = ["connect", "is_postgres", "make_engine", "normalise_url", "ping"]
+__all__ = ["is_postgres", "make_engine", "normalise_url", "ping"]
 
 
 def normalise_url(url: str) -> URL:
@@ -59,13 +57,6 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
-
-
-@contextmanager
-def connect(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back when it raises."""
-    with engine.begin() as conn:
-        yield conn
 
 
 def ping(engine: Engine) -> None:

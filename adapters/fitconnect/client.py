@@ -206,7 +206,7 @@ class SubscriberClient:
         try:
             for key, entry in entries.items():
                 attachment_id = listed[key]
-                instance = f"attachment:{attachment_id}"
+                instance = p.attachment_instance(attachment_id)
                 if not _UUID.match(attachment_id):  # it becomes a file name: only UUIDs
                     problems.append(p.attachments_mismatch(f"Die Anlagen-Id {attachment_id!r} ist keine UUID."))
                     continue

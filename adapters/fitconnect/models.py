@@ -65,12 +65,6 @@ class Submission:
     def ref(self) -> SubmissionRef:
         return SubmissionRef(self.submission_id, self.case_id, self.destination_id)
 
-    @property
-    def data_schema_uri(self) -> str | None:
-        data = self.metadata.get("contentStructure", {}).get("data") or {}
-        uri = (data.get("submissionSchema") or {}).get("schemaUri")
-        return str(uri) if uri else None
-
 
 @dataclass(frozen=True)
 class CaseEvent:

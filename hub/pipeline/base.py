@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from lxml import etree
 
     from adapters.base import Deliverer, DeliveryResult
-    from hub.config import HubConfig, RouteConfig
+    from hub.config import HubConfig
     from hub.errors import HubError
     from hub.models import Delivery, Message, MessagePart
     from hub.rules import RuleSet
@@ -80,9 +80,6 @@ class StageContext:
             self.cache["xml_root"] = parse(self.payload()) if is_xml(self.message.content_type) else None
         root: etree._Element | None = self.cache["xml_root"]
         return root
-
-    def route(self) -> RouteConfig | None:
-        return next((r for r in self.rules.routes if r.name == self.message.route), None)
 
 
 class Stage(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hub.errors import Invalid, Permanent
+from hub.pipeline.acknowledge import NEEDS_ANSWER
 from hub.pipeline.base import StageContext, StageResult
 from hub.rules import Facts
 from hub.statemachine import Status
@@ -34,7 +35,7 @@ class Route:
             )
         unchecked = " (passed on unchecked, as the route allows)" if m.verdict == "not_checked" else ""
         answered = ""
-        if route.accept_after == "validated" and m.channel == "fitconnect" and ctx.answer is not None:
+        if route.accept_after == "validated" and m.channel in NEEDS_ANSWER and ctx.answer is not None:
             answered = f"; {ctx.answer.accept(m)} (the route accepts after validation)"
             ctx.facts["attributes"] = {**(m.attributes or {}), "answered": "accepted"}
         targets = [f"{t.target} (mapping {t.mapping})" if t.mapping else t.target for t in route.targets]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -18,12 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hub.db import normalise_url  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from hub.runtime import free_port  # noqa: E402, F401  (re-exported for the benchmarks)
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
