@@ -17,6 +17,7 @@ from lxml import etree
 
 import hub
 from hub.validation.codelists import CodeListError, CodeListSet
+from hub.validation.detection import HeaderXPath
 from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest
 from hub.validation.report import Finding, Severity
 from hub.validation.resolver import BundleResolver, schema_parser
@@ -53,6 +54,7 @@ class CompiledBundle:
     schema: etree.XMLSchema
     codelists: CodeListSet
     schematron: SchematronRules | None
+    header_xpath: HeaderXPath | None = None  # the header of schema-valid documents, when the manifest has it
     notes: list[Finding] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,7 +138,8 @@ class Bundle:
                         rule="schematron",
                     )
                 )
-        return CompiledBundle(schema, codelists, rules, notes)
+        header_xpath = HeaderXPath(manifest.header_xpath, manifest.prefixes) if manifest.header_xpath else None
+        return CompiledBundle(schema, codelists, rules, header_xpath, notes)
 
 
 def load_bundles(dirs: list[Path]) -> tuple[list[Bundle], list[str]]:

@@ -112,7 +112,8 @@ class CodeListSet:
         findings: list[Finding] = []
         missing_versions: set[tuple[str, str]] = set()
         tree = root.getroottree()
-        # iter("code") filters in C on the unqualified name; the coded element is its parent.
+        # iter("code") filters in C on the unqualified name; the coded element is its parent. Most coded
+        # values name a list that is not installed (or none at all), so those leave the loop first.
         by_uri = self._by_uri
         for code_element in root.iter("code"):
             element = code_element.getparent()
@@ -121,13 +122,15 @@ class CodeListSet:
             uri = element.get("listURI")
             if uri is None:
                 continue
-            uri = uri.strip()
             versions = by_uri.get(uri)
             if versions is None:
-                continue
+                stripped = uri.strip()
+                if stripped == uri or (versions := by_uri.get(stripped)) is None:
+                    continue
+                uri = stripped
             code = (code_element.text or "").strip()
-            version = (element.get("listVersionID") or "").strip()
-            if version:
+            version = element.get("listVersionID")
+            if version and (version := version.strip()):
                 code_list = versions.get(version)
                 if code_list is None:
                     missing_versions.add((uri, version))

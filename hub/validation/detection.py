@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
@@ -29,6 +30,7 @@ __all__ = [
     "HEADER_PROFILES",
     "KNOWN_STANDARDS",
     "Detected",
+    "HeaderXPath",
     "KnownStandard",
     "detect_known",
     "extract_header",
@@ -232,12 +234,18 @@ def _plan(paths: HeaderPaths) -> _Plan:
     return cached
 
 
+_XML_SPACE = re.compile(r"[ \t\r\n]+")
+
+
+def _normalized(text: str) -> str:
+    """XPath ``normalize-space()``: XML whitespace runs become one space, none at either end."""
+    return _XML_SPACE.sub(" ", text).strip(" ")
+
+
 def _value(nodes: list[etree._Element]) -> HeaderValue:
     values: list[str] = []
     for node in nodes:
-        text = (
-            node.text.strip() if len(node) == 0 and node.text else " ".join("".join(node.itertext()).split())
-        )
+        text = _normalized((node.text or "") if len(node) == 0 else "".join(node.itertext()))
         if text and text not in values:
             values.append(text)
     if not values:
@@ -262,7 +270,67 @@ def extract_header(root: etree._Element, paths: HeaderPaths) -> dict[str, Header
                 if value is not None:
                     break
         header[name] = value
+    return _type_code_fallback(root, header)
+
+
+def _type_code_fallback(root: etree._Element, header: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
     if header["type_code"] is None and isinstance(root.tag, str):
-        suffix = _TYPE_SUFFIX.search(root.tag)
-        header["type_code"] = suffix.group(1) if suffix else None
+        header["type_code"] = _type_suffix(root.tag)
     return header
+
+
+@lru_cache(maxsize=4096)
+def _type_suffix(tag: str) -> str | None:
+    suffix = _TYPE_SUFFIX.search(tag)
+    return suffix.group(1) if suffix else None
+
+
+class HeaderXPath:
+    """A bundle's header fields as namespace-qualified XPath 1.0, all evaluated in one call.
+
+    For schema-valid documents only: there the XSD fixes the namespace of every element, so qualified
+    paths find exactly the nodes the namespace-agnostic walk of :func:`extract_header` finds, and each
+    field's expression selects at most one node (a manifest promise, checked for the shipped bundles by
+    the test suite). The fields are joined into one string by ``concat(normalize-space(…), '\n', …)``:
+    ``normalize-space`` turns every newline inside a value into a space, so ``\n`` separates fields
+    safely, and the values come out normalized exactly like the walk's. Measured per document: 2 to 3 µs
+    against 8 to 16 µs for the walk (lxml's per-call set-up dominates, so one call for all fields).
+    """
+
+    def __init__(self, paths: dict[str, list[str]], prefixes: dict[str, str]) -> None:
+        """Compile; raises :class:`ValueError` naming the expression that does not compile."""
+        self.slots: dict[str, range] = {}
+        expressions: list[str] = []
+        for name, alternatives in paths.items():
+            self.slots[name] = range(len(expressions), len(expressions) + len(alternatives))
+            for expression in alternatives:
+                try:  # evaluated once as well: an unbound prefix only shows up at evaluation
+                    etree.XPath(expression, namespaces=prefixes)(etree.Element("probe"))
+                except etree.XPathError as exc:
+                    raise ValueError(f"{expression!r} for {name}: {exc}") from None
+                expressions.append(f"normalize-space({expression})")
+        self.size = len(expressions)
+        joined = ", '\n', ".join(expressions) if expressions else "''"
+        self._xpath = etree.XPath(f"concat({joined}, '')", namespaces=prefixes, regexp=False, smart_strings=False)
+        # The common case, one expression per field, takes a shorter way through __call__.
+        self._single = [name for name, slots in self.slots.items() if len(slots) == 1]
+        self._multi = [(name, slots) for name, slots in self.slots.items() if len(slots) > 1]
+        self._template: dict[str, HeaderValue] = dict.fromkeys(HEADER_FIELDS)
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __call__(self, root: etree._Element) -> dict[str, HeaderValue]:
+        """Every field in ``HEADER_FIELDS``; the first alternative with a non-empty value wins."""
+        result = self._xpath(root)
+        values: list[str] = result.split("\n") if isinstance(result, str) else [""] * self.size
+        header = self._template.copy()
+        if not self._multi:
+            header.update(zip(self._single, values))
+        else:
+            for name, slots in self.slots.items():
+                header[name] = next((values[i] for i in slots if values[i]), None)
+        for name, value in header.items():
+            if value == "":
+                header[name] = None
+        return _type_code_fallback(root, header)

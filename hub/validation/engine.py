@@ -101,19 +101,16 @@ class ValidationEngine:
         if bundle is None:
             return self._not_installed(root, namespace, local)
         manifest = bundle.manifest
-        report = Report(
-            "valid",
-            standard=manifest.standard,
-            version=manifest.version,
-            message_type=local,
-            header=extract_header(root, bundle.header_paths),
-        )
+        report = Report("valid", standard=manifest.standard, version=manifest.version, message_type=local)
         findings = report.findings
         try:
             compiled = bundle.compiled()
             findings.extend(compiled.notes)
             findings.extend(compiled.check_xsd(root))
             xsd_ok = not any(f.severity == "error" for f in findings)
+            # Qualified header paths are exact only where the XSD fixed every element's namespace.
+            fast_header = compiled.header_xpath if xsd_ok else None
+            report.header = fast_header(root) if fast_header else extract_header(root, bundle.header_paths)
             findings.extend(compiled.codelists.check(root))
             if compiled.schematron is not None:
                 if xsd_ok:
@@ -129,6 +126,8 @@ class ValidationEngine:
         except _ENGINE_FAULTS as exc:
             report.verdict = "not_checked"
             report.reason = f"validation could not run: {exc}"
+            if not report.header:
+                report.header = extract_header(root, bundle.header_paths)
             return report
         first_error = next((f for f in findings if f.severity == "error"), None)
         if first_error is not None:

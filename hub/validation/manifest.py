@@ -11,6 +11,8 @@ holding the XSDs, optional Schematron and genericode files, and this manifest::
       "entry": "_all_xbau_messages.xsd",
       "message_types": ["baugenehmigung.antrag.0200"],
       "header": "xoev-g2g",
+      "header_xpath": {"message_uuid": ["nachrichtenkopf.g2g/identifikation.nachricht/nachrichtenUUID"]},
+      "prefixes": {"xbau": "http://www.xleitstelle.de/xbau/2/6"},
       "schematron": ["xbau-schematron.sch"],
       "codelists": ["code_lists"],
       "schema_locations": {"http://www.w3.org/2001/xml.xsd": "xml.xsd"},
@@ -33,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hub.validation.detection import HEADER_PROFILES
+from hub.validation.detection import HEADER_PROFILES, HeaderXPath
 from hub.validation.report import HEADER_FIELDS
 
 __all__ = ["MANIFEST_NAME", "BundleError", "Manifest", "read_manifest", "write_manifest"]
@@ -58,6 +60,8 @@ class Manifest(BaseModel):
     entry: str
     message_types: list[str] = Field(default_factory=list)
     header: str | dict[str, list[str]] = "auto"
+    header_xpath: dict[str, list[str]] = Field(default_factory=dict)
+    prefixes: dict[str, str] = Field(default_factory=dict)
     schematron: list[str] = Field(default_factory=list)
     codelists: list[str] = Field(default_factory=list)
     schema_locations: dict[str, str] = Field(default_factory=dict)
@@ -79,6 +83,17 @@ class Manifest(BaseModel):
                 if not all(_STEP.match(step) for step in path.split("/")):
                     raise ValueError(f"header path {path!r} must be local element names separated by '/'")
         return value
+
+    @model_validator(mode="after")
+    def _header_xpath(self) -> Manifest:
+        for name in self.header_xpath:
+            if name not in HEADER_FIELDS:
+                raise ValueError(f"unknown header_xpath field {name!r}; fields: {', '.join(HEADER_FIELDS)}")
+        try:
+            HeaderXPath(self.header_xpath, self.prefixes)
+        except ValueError as exc:
+            raise ValueError(f"header_xpath: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _relative_paths(self) -> Manifest:

@@ -31,6 +31,39 @@ def test_xbau_valid(engine: ValidationEngine) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("message_type", "author"),
+    [
+        ("baugenehmigung.antrag.0200", "psw:00000001"),
+        ("beteiligung.aufforderung.0300", "bab:09161000"),
+        ("statistik.baugenehmigung.0421", "bab:09161000"),
+    ],
+)
+def test_xbau_portal_messages_valid(engine: ValidationEngine, message_type: str, author: str) -> None:
+    # Constructed, schema-valid XBau 2.6 messages of portal size; they exercise the XBau Schematron.
+    report = engine.validate(_read("xbau-2.6", f"constructed_{message_type}.xml"))
+    assert report.verdict == "valid", report.findings
+    assert report.message_type == message_type
+    assert report.header["type_code"] == message_type[-4:]
+    assert report.header["author_id"] == author
+
+
+@pytest.mark.parametrize(
+    ("message_type", "rule"),
+    [
+        ("baugenehmigung.antrag.0200", "sch-xbau-001"),
+        ("beteiligung.aufforderung.0300", "sch-xbau-002"),
+        ("statistik.baugenehmigung.0421", "sch-stat-007"),
+    ],
+)
+def test_xbau_schematron_violations(engine: ValidationEngine, message_type: str, rule: str) -> None:
+    report = engine.validate(_read("xbau-2.6", f"constructed_INVALID_schematron_{message_type}.xml"))
+    assert report.verdict == "invalid"
+    [error] = report.errors
+    assert error.rule == rule
+    assert error.line is not None and error.path is not None
+
+
 def test_xbau_invalid_has_line_and_xpath(engine: ValidationEngine) -> None:
     report = engine.validate(_read("xbau-2.6", "constructed_INVALID_wrong_standard_attr.1120.xml"))
     assert report.verdict == "invalid"

@@ -41,6 +41,9 @@ def test_shipped_manifests_load(xsd_dir: Path) -> None:
         ({"header": {"author_id": ["a/b'] | //x"]}}, "local element names"),
         ({"header": {"colour": ["a"]}}, "unknown header field"),
         ({"namespaces": []}, "namespaces"),
+        ({"header_xpath": {"colour": ["a"]}}, "unknown header_xpath field 'colour'"),
+        ({"header_xpath": {"author_id": ["a/b["]}}, r"header_xpath: 'a/b\[' for author_id"),
+        ({"header_xpath": {"author_id": ["k:kopf/k:autor"]}}, "Undefined namespace prefix"),
         ({"extra": 1}, "extra"),
     ],
 )
