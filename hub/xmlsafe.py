@@ -19,6 +19,7 @@ the sender as it is, and the ``line`` where the parser stopped when known.
 from __future__ import annotations
 
 import codecs
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -102,14 +103,26 @@ def _ascii_prolog(data: bytes) -> bytes:
     return data
 
 
-def _check_prolog(data: bytes) -> None:
-    """Refuse a DOCTYPE declaration before the root element, without parsing anything."""
+# The usual prolog in one match: an optional XML declaration, comments and whitespace, then the root
+# element's start tag. A match proves there is no DOCTYPE; anything else takes the full scan below.
+# Atomic comments and a possessive repeat keep a failing match linear on hostile input.
+_PLAIN_PROLOG = re.compile(rb"(?:<\?xml[^<>?]*\?>)?(?:\s|(?><!--.*?-->))*+<[A-Za-z_]", re.DOTALL)
+
+
+def _check_prolog(data: bytes) -> bool:
+    """Refuse a DOCTYPE declaration before the root element, without parsing anything.
+
+    Returns whether the scan reached the root element (it always does, unless a UTF-16/32 document has a
+    prolog longer than the transcoded window).
+    """
+    if _PLAIN_PROLOG.match(data):
+        return True
     text = _ascii_prolog(data)
     pos, end = 0, len(text)
     while pos < end:
         lt = text.find(b"<", pos)
         if lt < 0:
-            return
+            return False
         if text.startswith(b"<?", lt):
             close = text.find(b"?>", lt + 2)
             pos = close + 2 if close >= 0 else end
@@ -125,7 +138,8 @@ def _check_prolog(data: bytes) -> None:
                 line,
             )
         else:
-            return  # the root element starts here
+            return True  # the root element starts here
+    return False
 
 
 @lru_cache(maxsize=8)
@@ -160,14 +174,14 @@ def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
             "Document too large",
             f"the document has {len(data)} bytes; the limit is {limits.max_bytes} bytes",
         )
-    _check_prolog(data)
+    reached_root = _check_prolog(data)
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, limits) from None
     if root is None:
         raise XmlRejected("Not well-formed XML", "no root element")
-    if root.getroottree().docinfo.doctype:
+    if not reached_root and root.getroottree().docinfo.doctype:
         raise XmlRejected("Document type declaration not allowed", "the document contains a <!DOCTYPE>")
     if limits.max_depth < LIBXML_MAX_DEPTH and _deeper_than(limits.max_depth)(root):
         raise XmlRejected(

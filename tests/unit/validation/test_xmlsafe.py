@@ -103,3 +103,15 @@ def test_not_well_formed_has_line() -> None:
     assert exc.title == "Not well-formed XML"
     assert exc.line == 3
     assert exc.detail.startswith("line 3")
+
+
+def test_prolog_with_comments_and_a_doctype_after_them() -> None:
+    assert parse(b'<?xml version="1.0"?>\n<!-- a - b -->\n<!--c--><r/>').tag == "r"
+    exc = _rejected(b'<?xml version="1.0"?><!-- c --><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>')
+    assert exc.title == "Document type declaration not allowed"
+
+
+def test_many_unclosed_prolog_comments_are_refused_without_backtracking() -> None:
+    # 50,000 comments and an unclosed one: the prolog fast path must fail in one pass (a backtracking
+    # pattern would take exponential time here), and the parser then reports the broken comment.
+    assert _rejected(b"<!--a-->" * 50_000 + b"<!--c").title == "Not well-formed XML"
