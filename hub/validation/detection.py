@@ -326,7 +326,7 @@ class HeaderXPath:
         values: list[str] = result.split("\n") if isinstance(result, str) else [""] * self.size
         header = self._template.copy()
         if not self._multi:
-            header.update(zip(self._single, values))
+            header.update(zip(self._single, values, strict=False))
         else:
             for name, slots in self.slots.items():
                 header[name] = next((values[i] for i in slots if values[i]), None)

@@ -66,6 +66,4 @@ def test_alternatives_normalisation_and_type_code_fallback() -> None:
         "author_id": None,
         "reader_id": "x y",
     }
-    assert fast(root) == extract_header(
-        root, {"message_uuid": ("kopf/id", "kopf/uuid"), "reader_id": ("kopf/leser",)}
-    )
+    assert fast(root) == extract_header(root, {"message_uuid": ("kopf/id", "kopf/uuid"), "reader_id": ("kopf/leser",)})

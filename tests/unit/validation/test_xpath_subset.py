@@ -15,6 +15,9 @@ from hub.validation.xpath_subset import PatternBranch, classify, classify_patter
         ("count(a) = 2", "boolean"),
         ("concat(., name())", "string"),
         ("$v = 'x'", "boolean"),
+        ("exists(a)", "boolean"),  # translated: boolean(a)
+        ("a = 1", "boolean"),  # with run-time guards: one node, a decimal numeral
+        ("string(a)", "string"),  # with a run-time guard: at most one node
     ],
 )
 def test_portable(expression: str, kind: str) -> None:
@@ -25,13 +28,13 @@ def test_portable(expression: str, kind: str) -> None:
 @pytest.mark.parametrize(
     "expression",
     [
-        "if (a) then b else true()",  # XPath 2.0 syntax
-        "exists(a)",  # XPath 2.0 function
-        "a = 1",  # 2.0 casts the node to a number and may raise
+        "if (a) then b else true()",  # a non-boolean branch
+        "exists('a')",  # exists() of a string
+        "a = true()",  # 2.0 casts the node to a boolean
         "a < b",  # 1.0 numbers, 2.0 strings
         "a = b = c",  # a syntax error in 2.0
-        "string(a)",  # several a: 1.0 takes the first, 2.0 raises
-        "count(a) + 1",  # arithmetic
+        "a[string(b) = 'x']",  # a guard (several b) inside a predicate
+        "count(a) + 1",  # integer arithmetic
         "position() = 1",  # the XSLT focus differs
         "text() = 'x'",  # text node merging may differ
         "$unknown",  # not a portable variable
