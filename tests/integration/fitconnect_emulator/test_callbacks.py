@@ -20,6 +20,7 @@ from hub.runtime import free_port, serve_in_thread
 from hub.sandbox.fitconnect import Status, create_fitconnect_emulator
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Keys, Setup, add_destination, make_emulator
 from tests.integration.fitconnect_emulator.parties import Subscriber, sdk_sender, token
+from tests.support import wait_for
 
 SECRET = "insecure_unsafe_qHScgrg_kP-R31jHUwp3GkVkGJolvBchz65b74Lzue0"
 SENDER_SECRET = "another-callback-secret-of-32-characters-at-least"
@@ -122,9 +123,7 @@ def test_an_unreachable_callback_is_not_fatal(tmp_path: Path, keys: Keys, caplog
             setup = Setup(emu, url, dest, emu.add_client("sender", [dest]), emu.add_client("subscriber", [dest]),
                           keys)
             sent: dict[str, Any] = sdk_sender(setup).submission(dest, LEIKA, data={"$schema": "urn:x:y"})
-            deadline = time.monotonic() + 10
-            while "callback to" not in caplog.text and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: "callback to" in caplog.text, timeout=10)
         assert "callback to" in caplog.text and "failed" in caplog.text
         assert emu.submission_status(sent["submissionId"]) is Status.SUBMITTED
     finally:
