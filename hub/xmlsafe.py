@@ -105,8 +105,11 @@ def _ascii_prolog(data: bytes) -> bytes:
 
 # The usual prolog in one match: an optional XML declaration, comments and whitespace, then the root
 # element's start tag. A match proves there is no DOCTYPE; anything else takes the full scan below.
-# Atomic comments and a possessive repeat keep a failing match linear on hostile input.
-_PLAIN_PROLOG = re.compile(rb"(?:<\?xml[^<>?]*\?>)?(?:\s|(?><!--.*?-->))*+<[A-Za-z_]", re.DOTALL)
+# A comment is matched as runs of non-dashes separated by single dashes (a well-formed comment has no
+# "--" inside), which the regex engine scans as fast loops rather than character by character; a
+# comment it does not match takes the full scan. Possessive repeats keep a failing match linear on
+# hostile input.
+_PLAIN_PROLOG = re.compile(rb"(?:<\?xml[^<>?]*\?>)?(?:\s|<!--[^-]*+(?:-[^-]++)*+-->)*+<[A-Za-z_]")
 
 
 def _check_prolog(data: bytes) -> bool:

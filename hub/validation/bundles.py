@@ -60,9 +60,11 @@ class CompiledBundle:
 
     def check_xsd(self, root: etree._Element) -> list[Finding]:
         """XSD validation; also inserts schema-fixed attributes (``listURI``…) for the code-list check."""
+        tree = root.getroottree()
         with self.lock:
-            valid = self.schema.validate(root.getroottree())
-            entries = [] if valid else list(self.schema.error_log)
+            if self.schema.validate(tree):
+                return []
+            entries = list(self.schema.error_log)
         findings = [
             Finding(_xsd_severity(e), e.message, e.line or None, e.path or None, "xsd")
             for e in entries[:MAX_FINDINGS_PER_CHECK]

@@ -86,6 +86,10 @@ def is_genericode_file(path: Path) -> bool:
     return b"genericode" in head and b"CodeList" in head
 
 
+def _finding(code_element: etree._Element, message: str, rule: str) -> Finding:
+    return Finding("error", message, code_element.sourceline, code_element.getroottree().getpath(code_element), rule)
+
+
 class CodeListSet:
     """All code lists of a bundle, indexed by URI and version."""
 
@@ -111,15 +115,12 @@ class CodeListSet:
             return []
         findings: list[Finding] = []
         missing_versions: set[tuple[str, str]] = set()
-        tree = root.getroottree()
         # iter("code") filters in C on the unqualified name; the coded element is its parent. Most coded
         # values name a list that is not installed (or none at all), so those leave the loop first.
         by_uri = self._by_uri
         for code_element in root.iter("code"):
             element = code_element.getparent()
-            if element is None:
-                continue
-            uri = element.get("listURI")
+            uri = element.get("listURI") if element is not None else None
             if uri is None:
                 continue
             versions = by_uri.get(uri)
@@ -134,28 +135,13 @@ class CodeListSet:
                 code_list = versions.get(version)
                 if code_list is None:
                     missing_versions.add((uri, version))
-                    continue
-                if code not in code_list.codes:
-                    findings.append(
-                        Finding(
-                            "error",
-                            f"code {code!r} is not in code list {uri} version {version} ({code_list.name})",
-                            code_element.sourceline,
-                            tree.getpath(code_element),
-                            code_list.rule,
-                        )
-                    )
+                elif code not in code_list.codes:
+                    message = f"code {code!r} is not in code list {uri} version {version} ({code_list.name})"
+                    findings.append(_finding(code_element, message, code_list.rule))
             elif not any(code in cl.codes for cl in versions.values()):
                 installed = ", ".join(sorted(versions))
-                findings.append(
-                    Finding(
-                        "error",
-                        f"code {code!r} is not in any installed version ({installed}) of code list {uri}",
-                        code_element.sourceline,
-                        tree.getpath(code_element),
-                        uri,
-                    )
-                )
+                message = f"code {code!r} is not in any installed version ({installed}) of code list {uri}"
+                findings.append(_finding(code_element, message, uri))
         for uri, version in sorted(missing_versions):
             installed = ", ".join(sorted(self._by_uri[uri]))
             findings.append(

@@ -322,14 +322,14 @@ class HeaderXPath:
     def __call__(self, root: etree._Element) -> dict[str, HeaderValue]:
         """Every field in ``HEADER_FIELDS``; the first alternative with a non-empty value wins."""
         result = self._xpath(root)
-        values: list[str] = result.split("\n") if isinstance(result, str) else [""] * self.size
-        header = self._template.copy()
-        if self._one_each:
-            header.update(zip(self.slots, values, strict=False))
-        else:
-            for name, slots in self.slots.items():
-                header[name] = next((values[i] for i in slots if values[i]), None)
-        for name, value in header.items():
-            if value == "":
-                header[name] = None
+        header = self._template.copy()  # every field None
+        if isinstance(result, str):
+            values = result.split("\n")
+            if self._one_each:  # the common case, and the cheaper loop (this runs for every document)
+                for name, value in zip(self.slots, values, strict=False):
+                    if value:
+                        header[name] = value
+            else:
+                for name, slots in self.slots.items():
+                    header[name] = next((values[i] for i in slots if values[i]), None)
         return _type_code_fallback(root, header)

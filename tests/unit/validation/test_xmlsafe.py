@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.xmlsafe import XmlLimits, XmlRejected, parse
+from hub.xmlsafe import _PLAIN_PROLOG, XmlLimits, XmlRejected, parse
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
@@ -109,6 +109,15 @@ def test_prolog_with_comments_and_a_doctype_after_them() -> None:
     assert parse(b'<?xml version="1.0"?>\n<!-- a - b -->\n<!--c--><r/>').tag == "r"
     exc = _rejected(b'<?xml version="1.0"?><!-- c --><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>')
     assert exc.title == "Document type declaration not allowed"
+
+
+def test_prolog_fast_path_takes_comments_and_leaves_the_rest_to_the_full_scan() -> None:
+    # the one-match path covers the usual prolog, comments with single dashes and line breaks included
+    assert _PLAIN_PROLOG.match(b'<?xml version="1.0"?>\n<!-- a - b\n - c -->\n<!---x--><r/>')
+    # "--" inside a comment (not well-formed) and a DOCTYPE after a comment are left to the full scan
+    assert not _PLAIN_PROLOG.match(b"<!-- a -- b --><r/>")
+    assert not _PLAIN_PROLOG.match(b"<!-- x --><!DOCTYPE r><r/>")
+    assert _rejected(b"<!-- a -- b --><r/>").title == "Not well-formed XML"
 
 
 def test_many_unclosed_prolog_comments_are_refused_without_backtracking() -> None:
