@@ -238,7 +238,9 @@ class PatternBranch:
 
 
 def _any(conditions: list[str] | tuple[str, ...]) -> str:
-    return " or ".join(f"({c})" for c in conditions)
+    # A translation collects the same guard once per use of a value (e.g. the numeral check of a node
+    # that is compared three times): or-ing it once is the same boolean and one evaluation, not three.
+    return " or ".join(f"({c})" for c in dict.fromkeys(conditions))
 
 
 class _NotPortable(Exception):
