@@ -102,14 +102,12 @@ class ValidationEngine:
             return self._not_installed(root, namespace, local)
         manifest = bundle.manifest
         report = Report("valid", standard=manifest.standard, version=manifest.version, message_type=local)
-        # This runs for every document: the common case (a valid document) takes the shortest way.
-        findings: list[Finding] = []
+        findings = report.findings
         try:
             compiled = bundle.compiled()
-            findings = compiled.check_xsd(root)
-            if compiled.notes:
-                findings[:0] = compiled.notes
-            xsd_ok = not findings or not any(f.severity == "error" for f in findings)
+            findings.extend(compiled.notes)
+            findings.extend(compiled.check_xsd(root))
+            xsd_ok = not any(f.severity == "error" for f in findings)
             # Qualified header paths are exact only where the XSD fixed every element's namespace.
             fast_header = compiled.header_xpath if xsd_ok else None
             report.header = fast_header(root) if fast_header else extract_header(root, bundle.header_paths)
@@ -126,18 +124,15 @@ class ValidationEngine:
                         )
                     )
         except _ENGINE_FAULTS as exc:
-            report.findings = findings
             report.verdict = "not_checked"
             report.reason = f"validation could not run: {exc}"
             if not report.header:
                 report.header = extract_header(root, bundle.header_paths)
             return report
-        report.findings = findings
-        if findings:
-            first_error = next((f for f in findings if f.severity == "error"), None)
-            if first_error is not None:
-                report.verdict = "invalid"
-                report.reason = first_error.message
+        first_error = next((f for f in findings if f.severity == "error"), None)
+        if first_error is not None:
+            report.verdict = "invalid"
+            report.reason = first_error.message
         return report
 
     def _not_installed(self, root: etree._Element, namespace: str, local: str) -> Report:
