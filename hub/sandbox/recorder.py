@@ -13,16 +13,15 @@ Endpoints:
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from hub.sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
+from hub.sandbox.ledger import Ledger
 
 __all__ = ["Received", "create_recorder"]
 
@@ -43,13 +42,12 @@ def create_recorder(chaos: Chaos | None = None) -> FastAPI:
     app = FastAPI(title="xoev-hub recording sink")
     chaos = chaos or Chaos()
     install(app, chaos)
-    lock = threading.Lock()
-    received: list[Received] = []
+    ledger: Ledger[Received] = Ledger()
+    ledger.mount(app)
     cases: dict[str, str] = {}
-    state = {"in_flight": 0}
 
     @app.api_route("/inbox/{path:path}", methods=["POST", "PUT"])
-    async def inbox(path: str, request: Request) -> JSONResponse:
+    async def inbox(path: str, request: Request) -> Response:
         body = await request.body()
         decision = chaos.decide()
         if isinstance(decision, Refuse):
@@ -62,29 +60,22 @@ def create_recorder(chaos: Chaos | None = None) -> FastAPI:
             await hold(request, decision.delay)
             status = 400 if decision.kind == "client" else 500
             return JSONResponse({"error": f"{decision.kind} fault (told to)"}, status_code=status)
-        with lock:
+        with ledger.lock:
             key = request.headers.get("idempotency-key")
             duplicate = key is not None and key in cases
             case_id = cases[key] if key is not None and duplicate else f"case-{uuid.uuid4().hex[:12]}"
             if key is not None:
                 cases[key] = case_id
-            record = Received(key, request.headers.get("x-xhub-message-id"), hashlib.sha256(body).hexdigest(),
-                              len(body), time.time(), duplicate, case_id, completed=False)
-            received.append(record)
-            state["in_flight"] += 1
-        try:
-            if not await hold(request, decision.delay):
-                return JSONResponse({"error": "the caller went away"}, status_code=499)
-            record.completed = True
-            return JSONResponse({"case_id": case_id, "duplicate": duplicate}, status_code=200 if duplicate else 201,
-                                headers={"X-Case-Id": case_id})
-        finally:
-            with lock:
-                state["in_flight"] -= 1
-
-    @app.get("/_received")
-    async def get_received() -> dict[str, Any]:
-        with lock:
-            return {"count": len(received), "in_flight": state["in_flight"], "items": [asdict(r) for r in received]}
+            record = ledger.add(
+                Received(key, request.headers.get("x-xhub-message-id"), hashlib.sha256(body).hexdigest(),
+                         len(body), time.time(), duplicate, case_id, completed=False),
+                held=True,
+            )
+        return await ledger.answer(
+            request, decision.delay, record,
+            lambda: JSONResponse({"case_id": case_id, "duplicate": duplicate}, status_code=200 if duplicate else 201,
+                                 headers={"X-Case-Id": case_id}),
+            gone=JSONResponse({"error": "the caller went away"}, status_code=499),
+        )
 
     return app

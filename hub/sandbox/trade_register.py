@@ -18,18 +18,18 @@ Endpoints:
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.sandbox.chaos import Chaos, Drop, Fault, Proceed, Refuse, hold, install, refusal_headers
+from hub.sandbox.ledger import Ledger
 
 __all__ = ["Abmeldung", "Anmeldung", "Gewerbemeldung", "Ummeldung", "create_trade_register"]
 
@@ -190,11 +190,12 @@ def create_trade_register(*, chaos: Chaos | None = None) -> FastAPI:
     chaos = chaos or Chaos()
     app.state.chaos = chaos
     install(app, chaos)
-    lock = threading.Lock()
-    received: list[Received] = []
+    ledger: Ledger[Received] = Ledger()
+    ledger.mount(app)
+    lock = ledger.lock
     cases: dict[str, dict[str, Any]] = {}
     by_key: dict[str, tuple[str, str]] = {}  # key -> (digest of the notification, case id)
-    state = {"in_flight": 0, "sequence": 0}
+    state = {"sequence": 0}
 
     def record_of(request: Request, body: bytes, status: int) -> Received:
         return Received(request.headers.get("idempotency-key"), request.headers.get("x-xhub-message-id"),
@@ -209,25 +210,25 @@ def create_trade_register(*, chaos: Chaos | None = None) -> FastAPI:
         errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
         body = await request.body()
-        with lock:
-            received.append(record_of(request, body, 422))
-            received[-1].problem, received[-1].completed = detail, True
+        record = record_of(request, body, 422)
+        record.problem, record.completed = detail, True
+        ledger.add(record, held=False)
         return _problem(422, "validation", "The notification is not valid", detail, errors=errors)
 
     @app.post(PREFIX, status_code=201, response_model=CaseCreated, responses={
         200: {"model": CaseCreated, "description": "A repeat (same Idempotency-Key): the first case."},
         422: {"description": "Invalid notification, or the key was used for another one (problem+json)."}})
     async def submit(meldung: Gewerbemeldung, request: Request,
-                     decision: Annotated[Proceed, Depends(_gate)]) -> JSONResponse:
+                     decision: Annotated[Proceed, Depends(_gate)]) -> Response:
         body = await request.body()
         key = request.headers.get("idempotency-key")
         digest = hashlib.sha256(meldung.model_dump_json().encode()).hexdigest()
+        record = record_of(request, body, 201)
+        record.meldungsart, record.ags = meldung.meldungsart, meldung.behoerde.ags
         with lock:
-            record = record_of(request, body, 201)
-            record.meldungsart, record.ags = meldung.meldungsart, meldung.behoerde.ags
-            received.append(record)
             if key is not None and key in by_key and by_key[key][0] != digest:
                 record.status, record.problem, record.completed = 422, "idempotency key reused", True
+                ledger.add(record, held=False)
                 return _problem(422, "idempotency-key-reused", "Idempotency-Key reused",
                                 f"the key {key!r} was used for a different notification")
             if key is not None and key in by_key:
@@ -243,18 +244,16 @@ def create_trade_register(*, chaos: Chaos | None = None) -> FastAPI:
                 if key is not None:
                     by_key[key] = (digest, case_id)
             record.case_id = case["case_id"]
-            state["in_flight"] += 1
-        try:
-            if not await hold(request, decision.delay):
-                return JSONResponse({"error": "the caller went away"}, status_code=499)
-            record.completed = True
+            ledger.add(record, held=True)
+
+        def created() -> JSONResponse:
             answer = CaseCreated(case_id=case["case_id"], meldungsart=case["meldungsart"],
                                  received_at=case["received_at"], duplicate=record.duplicate)
             return JSONResponse(answer.model_dump(mode="json"), status_code=record.status,
                                 headers={"Location": f"{PREFIX}/{case['case_id']}", "X-Case-Id": case["case_id"]})
-        finally:
-            with lock:
-                state["in_flight"] -= 1
+
+        return await ledger.answer(request, decision.delay, record, created,
+                                   gone=JSONResponse({"error": "the caller went away"}, status_code=499))
 
     @app.get(PREFIX + "/{case_id}")
     async def get_case(case_id: str) -> JSONResponse:
@@ -263,10 +262,5 @@ def create_trade_register(*, chaos: Chaos | None = None) -> FastAPI:
         if case is None:
             return _problem(404, "not-found", "No such case", f"no case {case_id!r}")
         return JSONResponse(case)
-
-    @app.get("/_received", include_in_schema=False)
-    async def get_received() -> dict[str, Any]:
-        with lock:
-            return {"count": len(received), "in_flight": state["in_flight"], "items": [asdict(r) for r in received]}
 
     return app

@@ -26,13 +26,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -41,6 +40,7 @@ from starlette.datastructures import Headers
 
 from hub import xmlsafe
 from hub.sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
+from hub.sandbox.ledger import Ledger
 
 __all__ = ["NS", "WSDL_DIR", "create_vehicle_registry"]
 
@@ -260,9 +260,8 @@ def create_vehicle_registry(*, users: dict[str, str] | None = None, chaos: Chaos
     chaos = chaos or Chaos()
     install(app, chaos)
     registry = Registry(users=dict(users or {}))
-    lock = threading.Lock()
-    received: list[Received] = []
-    state = {"in_flight": 0}
+    ledger: Ledger[Received] = Ledger()
+    ledger.mount(app)
 
     @app.get(PATH)
     async def wsdl(request: Request) -> Response:
@@ -293,23 +292,11 @@ def create_vehicle_registry(*, users: dict[str, str] | None = None, chaos: Chaos
             await hold(request, decision.delay)
             told = SoapFault(decision.kind, "ToldToFail", f"{decision.kind} fault (told to)")
             return _fault_response(soap_ns, told)
-        with lock:
+        with ledger.lock:
             record, answer = _process(registry, body, soap_ns, request)
-            received.append(record)
-            state["in_flight"] += 1
-        try:
-            if not await hold(request, decision.delay):
-                return PlainTextResponse("the caller went away\n", status_code=499)
-            record.completed = True
-            return answer
-        finally:
-            with lock:
-                state["in_flight"] -= 1
-
-    @app.get("/_received")
-    async def get_received() -> dict[str, Any]:
-        with lock:
-            return {"count": len(received), "in_flight": state["in_flight"], "items": [asdict(r) for r in received]}
+            ledger.add(record, held=True)
+        return await ledger.answer(request, decision.delay, record, lambda: answer,
+                                   gone=PlainTextResponse("the caller went away\n", status_code=499))
 
     return app
 
