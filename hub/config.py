@@ -154,7 +154,9 @@ class RouteConfig(_Model):
     namespaces: dict[str, str] = Field(default_factory=dict, description="prefixes for match.xpath")
     targets: list[TargetRef] = Field(min_length=1, description='"name" or { target = "name", mapping = "…" }')
     not_checked: Literal["reject", "pass"] = Field(
-        "pass", description="what to do with a message whose schema is not installed"
+        "pass",
+        description="what to do with a message that could not be fully checked (schema not installed, or a "
+        "Schematron rule failing on the message itself)",
     )
     retry: RetryConfig | None = Field(None, description="overrides the global retry policy for this route")
     accept_after: Literal["delivered", "validated"] = Field(

@@ -1,7 +1,8 @@
 """validate: detect what the message is and check it against its schema bundle. ``received → validated``.
 
 ``invalid`` → the message is rejected with the report (never retried). ``not_checked`` (no schema
-installed, unknown document) moves on with the verdict recorded; the matching route's ``not_checked``
+installed, unknown document, a Schematron rule that fails on the message itself) moves on with the
+verdict recorded; the matching route's ``not_checked``
 policy decides in the route stage whether it is rejected or passed on.
 """
 

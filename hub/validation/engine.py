@@ -22,7 +22,7 @@ from hub.validation.bundles import Bundle, load_bundles
 from hub.validation.detection import HEADER_PROFILES, detect_known, extract_header, split_tag
 from hub.validation.manifest import BundleError
 from hub.validation.report import Finding, Report
-from hub.validation.schematron import SchematronError
+from hub.validation.schematron import SchematronError, SchematronIncomplete
 from hub.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse
 
 __all__ = ["ValidationEngine"]
@@ -103,18 +103,23 @@ class ValidationEngine:
         manifest = bundle.manifest
         report = Report("valid", standard=manifest.standard, version=manifest.version, message_type=local)
         findings = report.findings
+        incomplete: str | None = None  # why a Schematron check could not be evaluated
         try:
             compiled = bundle.compiled()
             findings.extend(compiled.notes)
             findings.extend(compiled.check_xsd(root))
-            xsd_ok = not any(f.severity == "error" for f in findings)
+            xsd_ok = not findings or not any(f.severity == "error" for f in findings)
             # Qualified header paths are exact only where the XSD fixed every element's namespace.
             fast_header = compiled.header_xpath if xsd_ok else None
             report.header = fast_header(root) if fast_header else extract_header(root, bundle.header_paths)
             findings.extend(compiled.codelists.check(root))
             if compiled.schematron is not None:
                 if xsd_ok:
-                    findings.extend(compiled.schematron.check(root))
+                    try:
+                        findings.extend(compiled.schematron.check(root))
+                    except SchematronIncomplete as exc:  # some rule failed on this document, the rest ran
+                        findings.extend(exc.findings)
+                        incomplete = exc.reason
                 else:
                     findings.append(
                         Finding(
@@ -129,10 +134,15 @@ class ValidationEngine:
             if not report.header:
                 report.header = extract_header(root, bundle.header_paths)
             return report
+        if not findings:  # the common case: a valid document without notes
+            return report
         first_error = next((f for f in findings if f.severity == "error"), None)
         if first_error is not None:
             report.verdict = "invalid"
             report.reason = first_error.message
+        elif incomplete is not None:
+            report.verdict = "not_checked"
+            report.reason = incomplete
         return report
 
     def _not_installed(self, root: etree._Element, namespace: str, local: str) -> Report:

@@ -10,7 +10,12 @@ only translates the Schematron structure into a stylesheet, following the ISO sk
 * abstract rules are pulled in through ``sch:extends``; ``sch:include`` is resolved inside the bundle;
 * a failed ``sch:assert`` or a successful ``sch:report`` emits a finding with the assertion ``id``, its
   text (``sch:value-of`` and ``sch:name`` evaluated) and a positional path of the node, which the engine
-  maps back onto its lxml tree to get the line number and a readable XPath.
+  maps back onto its lxml tree to get the line number and a readable XPath;
+* each check, and each rule-level ``sch:let`` with the parts after it, sits in an ``xsl:try``: an XPath
+  dynamic error (XPTY0004 on a valid document, say) is reported for that check and node as a
+  ``hubr:error``, and every other check still runs. :meth:`SchematronRules.check` then raises
+  :class:`SchematronIncomplete` with all findings; an error in a schema-level ``sch:let`` (a global
+  variable, which no ``xsl:try`` in a template can catch) still stops the file.
 
 Abstract patterns (``sch:pattern[@abstract]``) and phases other than ``#ALL`` are refused at load time
 with :class:`SchematronError`: no XÖV bundle here uses them, and ignoring them would report wrong results.
@@ -49,12 +54,13 @@ from hub.validation.schematron_source import (
 )
 from hub.validation.schematron_source import q as _q
 
-__all__ = ["SchematronError", "SchematronRules", "compile_schematron", "saxon_available"]
+__all__ = ["SchematronError", "SchematronIncomplete", "SchematronRules", "compile_schematron", "saxon_available"]
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 XS = "http://www.w3.org/2001/XMLSchema"
 OUT = "urn:xoev-hub:schematron-result"
 FN = "urn:xoev-hub:schematron-functions"
+ERR = "http://www.w3.org/2005/xqt-errors"  # $err:code and $err:description inside xsl:catch
 
 _SUPPORTED_BINDINGS = {"xslt", "xslt1", "xslt2", "xslt3", "xpath", "xpath2", "xpath3", "xpath31"}
 
@@ -74,7 +80,7 @@ class _Compiler:
         if binding not in _SUPPORTED_BINDINGS:
             raise SchematronError(f"{name}: queryBinding {binding!r} is not supported")
         self.version = "1.0" if binding in ("xslt", "xslt1", "xpath") else "2.0"
-        nsmap: dict[str | None, str] = {"xsl": XSL, "xs": XS, "hubr": OUT, "hubf": FN}
+        nsmap: dict[str | None, str] = {"xsl": XSL, "xs": XS, "hubr": OUT, "hubf": FN, "err": ERR}
         for ns in schema.iter(_q(SCH, "ns")):
             nsmap[ns.get("prefix")] = ns.get("uri", "")
         self.out = etree.Element(_q(XSL, "stylesheet"), nsmap=nsmap)
@@ -146,17 +152,46 @@ class _Compiler:
             template = self.el(
                 self.out, "template", match=context, mode=mode, priority=str(len(rules) - position)
             )
+            # A let and the parts after it go into an xsl:try of their own: XSLT catches an error of
+            # a variable only inside the try that declares it. Each check has its own try as well.
+            body = template
             for part in rule_parts(rule, self.abstract, self.name):
                 if part.tag == _q(SCH, "let"):
-                    self._let(template, part)
+                    body = self._try(body)
+                    self._let(body, part)
+                    self._catch(body, rule.get("id", ""), f"variable ${part.get('name', '')}: ")
                 else:
-                    self._check(template, part, rule)
+                    self._check(body, part, rule)
+            for attempt in template.iter(_q(XSL, "try")):  # xsl:catch must be a try's last child
+                attempt.append(attempt.find(_q(XSL, "catch")))
             self.el(template, "apply-templates", select="@*|node()", mode=mode)
+
+    def _try(self, parent: etree._Element) -> etree._Element:
+        if self.version == "1.0":
+            # Backwards-compatible mode (XPath 1.0 rules) has no such errors to catch, and a
+            # version="3.0" xsl:try would take its content out of that mode.
+            return parent
+        return self.el(parent, "try")  # XSLT 3.0 processes a version="2.0" stylesheet as 3.0
+
+    def _catch(self, attempt: etree._Element, rule_id: str, what: str = "") -> None:
+        """Report a dynamic error inside ``attempt`` (e.g. XPTY0004, several items where the rule expects
+        one) as a ``hubr:error`` for ``rule_id`` and the context node, instead of stopping the run."""
+        if attempt.tag != _q(XSL, "try"):
+            return
+        error = etree.SubElement(self.el(attempt, "catch"), _q(OUT, "error"))
+        error.set("id", _avt_literal(rule_id))
+        error.set("code", "{local-name-from-QName($err:code)}")
+        loc = self.el(error, "attribute", name="location")
+        self.el(loc, "value-of", select="hubf:loc(.)")
+        if what:
+            self.el(error, "text").text = what
+        self.el(error, "value-of", select="$err:description")
 
     def _check(self, template: etree._Element, check: etree._Element, rule: etree._Element) -> None:
         test = check.get("test", "")
         is_assert = check.tag == _q(SCH, "assert")
-        cond = self.el(template, "if", test=f"not({test})" if is_assert else f"({test})")
+        attempt = self._try(template)
+        cond = self.el(attempt, "if", test=f"not({test})" if is_assert else f"({test})")
         failed = etree.SubElement(cond, _q(OUT, "failed"))
         failed.set("kind", "assert" if is_assert else "report")
         failed.set("id", _avt_literal(check_id(check, rule)))
@@ -164,6 +199,7 @@ class _Compiler:
         loc = self.el(failed, "attribute", name="location")
         self.el(loc, "value-of", select="hubf:loc(.)")
         self._message(failed, check)
+        self._catch(attempt, check_id(check, rule))
 
     def _message(self, target: etree._Element, node: etree._Element) -> None:
         if node.text:
@@ -215,6 +251,26 @@ class _Failure:
     severity: Severity
     message: str
     location: str
+    error: str | None = None  # the XPath error code when the check could not be evaluated here
+
+
+class SchematronIncomplete(SchematronError):
+    """Some checks raised an XPath 2.0 dynamic error on this document; every other check ran.
+
+    An XÖV rule can fail on a valid document, e.g. ``normalize-space(//xbau:bauherr//name)`` with two
+    builders (XPTY0004: more than one item). That is a fault of the rule, not a finding about the
+    document. ``findings`` holds every finding, including one ``warning`` per check and node that could
+    not be evaluated (its rule id, line and path); ``reason`` names the first of them.
+    """
+
+    def __init__(self, findings: list[Finding], faults: list[Finding]) -> None:
+        first = faults[0]
+        more = f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""
+        reason = f"{first.message}{more}"
+        super().__init__(reason)
+        self.findings = findings
+        self.faults = faults
+        self.reason = reason
 
 
 class SchematronRules:
@@ -261,28 +317,39 @@ class SchematronRules:
             result = etree.fromstring(output.encode("utf-8"))
             failures[index] = [
                 _Failure(
-                    failed.get("id", ""),
-                    severity(failed.get("role", "")),
-                    " ".join("".join(failed.itertext()).split()),
-                    failed.get("location", "/"),
+                    item.get("id", ""),
+                    severity(item.get("role", "")) if item.get("code") is None else "warning",
+                    " ".join("".join(item.itertext()).split()),
+                    item.get("location", "/"),
+                    item.get("code"),
                 )
-                for failed in result.iter(_q(OUT, "failed"))
+                for item in result.iter(_q(OUT, "failed"), _q(OUT, "error"))
             ]
         return failures
 
     def check(self, root: etree._Element) -> list[Finding]:
-        """Apply every file's rules to the document; each finding names its assertion id as ``rule``."""
+        """Apply every file's rules to the document; each finding names its assertion id as ``rule``.
+
+        Raises :class:`SchematronIncomplete` (with all findings) when a check raised an XPath error.
+        """
         per_file = [rules.run(root) for rules in self._lxml]
         missing = [i for i, findings in enumerate(per_file) if findings is None]
+        faults: list[Finding] = []
         if missing:
-            from_saxon = self._saxon_findings(root, missing)
+            from_saxon, faults = self._saxon_findings(root, missing)
             per_file = [from_saxon[i] if found is None else found for i, found in enumerate(per_file)]
-        return [finding for found in per_file if found is not None for finding in found]
+        findings = [finding for found in per_file if found is not None for finding in found]
+        if faults:
+            raise SchematronIncomplete(findings, faults)
+        return findings
 
     def check_with_saxon(self, root: etree._Element) -> list[Finding]:
         """Every file on Saxon (the reference path, used to prove the lxml path equivalent)."""
-        found = self._saxon_findings(root, list(range(len(self._executables))))
-        return [finding for i in range(len(self._executables)) for finding in found[i]]
+        found, faults = self._saxon_findings(root, list(range(len(self._executables))))
+        findings = [finding for i in range(len(self._executables)) for finding in found[i]]
+        if faults:
+            raise SchematronIncomplete(findings, faults)
+        return findings
 
     def check_with_lxml(self, root: etree._Element) -> list[Finding] | None:
         """The findings when lxml can answer for every file, else ``None`` (Saxon would be needed)."""
@@ -294,10 +361,22 @@ class SchematronRules:
             findings.extend(found)
         return findings
 
-    def _saxon_findings(self, root: etree._Element, files: list[int]) -> dict[int, list[Finding]]:
+    def _saxon_findings(
+        self, root: etree._Element, files: list[int]
+    ) -> tuple[dict[int, list[Finding]], list[Finding]]:
+        """Per file its findings, and the findings among them that report a check's XPath error."""
         text = etree.tostring(root, encoding="unicode")
         tree = root.getroottree()
-        return {index: [_locate(tree, f) for f in failures] for index, failures in self._run(text, files).items()}
+        found: dict[int, list[Finding]] = {}
+        faults: list[Finding] = []
+        for index, failures in self._run(text, files).items():
+            found[index] = []
+            for failure in failures:
+                finding = _locate(tree, failure)
+                found[index].append(finding)
+                if failure.error is not None:
+                    faults.append(finding)
+        return found, faults
 
 
 def _locate(tree: etree._ElementTree, failure: _Failure) -> Finding:
@@ -314,4 +393,11 @@ def _locate(tree: etree._ElementTree, failure: _Failure) -> Finding:
             path = tree.getpath(element)
             if isinstance(hit, etree._ElementUnicodeResult) and hit.attrname:
                 path = f"{path}/@{hit.attrname}"
-    return Finding(failure.severity, failure.message, line, path, failure.rule or "schematron")
+    message = failure.message
+    if failure.error is not None:
+        which = f"Schematron rule {failure.rule}" if failure.rule else "A Schematron rule"
+        message = (
+            f"{which} could not be evaluated here: {failure.error} {message} "
+            "(a fault of the rule, not a finding about the document)"
+        )
+    return Finding(failure.severity, message, line, path, failure.rule or "schematron")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from hub.validation import ValidationEngine
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "xoev"
+XBAU = "http://www.xleitstelle.de/xbau/2/6"
 
 
 def _read(*parts: str) -> bytes:
@@ -176,3 +179,40 @@ def test_shared_engine_is_cached_per_dirs(xsd_dir: Path, tmp_path: Path) -> None
     assert ValidationEngine.shared([xsd_dir, tmp_path / "none"]) is first
     assert ValidationEngine.shared([xsd_dir]) is not first
     ValidationEngine.reset_shared()
+
+
+def _two_builders(rooms: str | None = None) -> bytes:
+    """The 0421 statistics message with a second Bauherr (a couple building a house): schema-valid."""
+    root = etree.fromstring(_read("xbau-2.6", "constructed_statistik.baugenehmigung.0421.xml"))
+    builder = root.find(f".//{{{XBAU}}}bauherr")
+    assert builder is not None
+    builder.addnext(copy.deepcopy(builder))
+    if rooms is not None:
+        [element] = root.iter(f"{{{XBAU}}}anzahlRaeumebeiWohnungenMitSiebenOderMehrRaeumen")
+        element.text = rooms
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def test_xbau_rule_failing_on_a_valid_message_is_not_checked_with_the_rule_named(
+    engine: ValidationEngine,
+) -> None:
+    # sch-stat-002 applies normalize-space() to every Bauherr's name at once: with two of them, XPath 2.0
+    # raises XPTY0004. The other 153 rules still ran (nothing to report), so the verdict is "not checked"
+    # (the route policy decides), naming the rule, instead of losing every other rule's result.
+    report = engine.validate(_two_builders())
+    assert report.verdict == "not_checked"
+    assert report.reason is not None
+    assert report.reason.startswith("Schematron rule sch-stat-002 could not be evaluated here: XPTY0004 ")
+    [fault] = report.findings
+    assert (fault.severity, fault.rule, fault.line) == ("warning", "sch-stat-002", 45)
+    assert fault.path == "/xbau:statistik.baugenehmigung.0421/xbau:allgemeineAngaben"
+    assert report.header["type_code"] == "0421"
+
+
+def test_xbau_rule_failing_does_not_hide_other_violations(engine: ValidationEngine) -> None:
+    # the same message claiming six rooms for "7 or more rooms": a real violation, so "invalid"
+    report = engine.validate(_two_builders(rooms="6"))
+    assert report.verdict == "invalid"
+    assert [f.rule for f in report.errors] == ["sch-stat-005"]
+    assert report.reason == report.errors[0].message
+    assert {f.rule for f in report.findings if f.severity == "warning"} == {"sch-stat-002"}

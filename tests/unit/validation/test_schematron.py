@@ -8,7 +8,7 @@ import pytest
 import saxonche  # noqa: F401  (a runtime dependency: these tests must not be skipped)
 from lxml import etree
 
-from hub.validation.schematron import SchematronError, SchematronRules, compile_schematron
+from hub.validation.schematron import SchematronError, SchematronIncomplete, SchematronRules, compile_schematron
 
 HEAD = '<sch:schema xmlns:sch="http://purl.oclc.org/dsdl/schematron" queryBinding="{binding}">'
 DOC = b"""<t:r xmlns:t="urn:t">
@@ -18,12 +18,16 @@ DOC = b"""<t:r xmlns:t="urn:t">
 </t:r>"""
 
 
-def _rules(tmp_path: Path, body: str, binding: str = "xslt2", name: str = "r.sch") -> SchematronRules:
+def _rules_file(tmp_path: Path, body: str, binding: str = "xslt2", name: str = "r.sch") -> Path:
     path = tmp_path / name
     path.write_text(
         HEAD.format(binding=binding) + '<sch:ns prefix="t" uri="urn:t"/>' + body + "</sch:schema>"
     )
-    return SchematronRules([path], tmp_path)
+    return path
+
+
+def _rules(tmp_path: Path, body: str, binding: str = "xslt2", name: str = "r.sch") -> SchematronRules:
+    return SchematronRules([_rules_file(tmp_path, body, binding, name)], tmp_path)
 
 
 def test_assert_with_xpath2_value_of_line_and_path(tmp_path: Path) -> None:
@@ -116,3 +120,66 @@ def test_xbau_rules_compile(tmp_path: Path) -> None:
     xbau = Path(__file__).resolve().parents[3] / "xsd" / "xbau-2.6"
     xslt = compile_schematron(xbau / "xbau-schematron.sch", xbau)
     assert xslt.count("<xsl:template ") > 100
+
+
+def test_a_check_raising_an_xpath_error_is_reported_and_the_others_still_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="t:b">
+             <sch:assert id="first" test="false()">first</sch:assert>
+             <sch:assert id="two-a" test="normalize-space(../t:a) != ''">two a</sch:assert>
+             <sch:assert id="third" test="false()">third</sch:assert></sch:rule></sch:pattern>
+           <sch:pattern><sch:rule context="t:a"><sch:report id="other" test="@n = '5'">five</sch:report>
+           </sch:rule></sch:pattern>""",
+    )
+    root = etree.fromstring(DOC)
+    for check in (rules.check, rules.check_with_saxon):
+        with pytest.raises(SchematronIncomplete) as raised:
+            check(root)
+        incomplete = raised.value
+        assert [(f.rule, f.severity, f.line) for f in incomplete.findings] == [
+            ("first", "error", 4),
+            ("two-a", "warning", 4),
+            ("third", "error", 4),
+            ("other", "error", 3),
+        ]
+        [fault] = incomplete.faults
+        assert fault.path == "/t:r/t:b"
+        assert fault.message.startswith("Schematron rule two-a could not be evaluated here: XPTY0004 ")
+        assert "a fault of the rule, not a finding about the document" in fault.message
+        assert incomplete.reason == fault.message
+    # caught inside the stylesheet: Saxon prints no error report of its own
+    assert "XPTY0004" not in capfd.readouterr().err
+
+
+def test_a_let_raising_an_xpath_error_stops_only_its_rule(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule id="with-let" context="t:b">
+             <sch:assert id="before" test="false()">before the let</sch:assert>
+             <sch:let name="v" value="normalize-space(../t:a)"/>
+             <sch:assert id="after" test="$v = ''">after the let</sch:assert></sch:rule>
+           <sch:rule context="t:a"><sch:assert id="a" test="@n = '1'">not one</sch:assert></sch:rule>
+           </sch:pattern>""",
+    )
+    with pytest.raises(SchematronIncomplete) as raised:
+        rules.check(etree.fromstring(DOC))
+    assert [(f.rule, f.severity) for f in raised.value.findings] == [
+        ("a", "error"),
+        ("before", "error"),
+        ("with-let", "warning"),
+    ]
+    assert "variable $v: " in raised.value.faults[0].message
+
+
+def test_xpath_1_binding_keeps_first_node_semantics(tmp_path: Path) -> None:
+    # queryBinding "xslt": XPath 1.0 takes the first of several nodes where 2.0 raises XPTY0004
+    body = """<sch:pattern><sch:rule context="t:b">
+                <sch:report id="first-a" test="normalize-space(../t:a) = 'x'">first a is x</sch:report>
+              </sch:rule></sch:pattern>"""
+    rules = _rules(tmp_path, body, binding="xslt")
+    assert [f.rule for f in rules.check_with_saxon(etree.fromstring(DOC))] == ["first-a"]
+    assert "xsl:try" not in compile_schematron(tmp_path / "r.sch", tmp_path)
+    assert "xsl:try" in compile_schematron(_rules_file(tmp_path, body, name="r2.sch"), tmp_path)
