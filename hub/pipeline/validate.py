@@ -2,8 +2,8 @@
 
 ``invalid`` → the message is rejected with the report (never retried). ``not_checked`` (no schema
 installed, unknown document, a Schematron rule that fails on the message itself) moves on with the
-verdict recorded; the matching route's ``not_checked``
-policy decides in the route stage whether it is rejected or passed on.
+verdict recorded; the matching route's ``not_checked`` policy decides in the route stage whether it is
+rejected or passed on.
 """
 
 from __future__ import annotations

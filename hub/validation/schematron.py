@@ -155,15 +155,16 @@ class _Compiler:
             # A let and the parts after it go into an xsl:try of their own: XSLT catches an error of
             # a variable only inside the try that declares it. Each check has its own try as well.
             body = template
+            opened: list[tuple[etree._Element, str]] = []  # (the try around a let, the let's name)
             for part in rule_parts(rule, self.abstract, self.name):
                 if part.tag == _q(SCH, "let"):
                     body = self._try(body)
                     self._let(body, part)
-                    self._catch(body, rule.get("id", ""), f"variable ${part.get('name', '')}: ")
+                    opened.append((body, part.get("name", "")))
                 else:
                     self._check(body, part, rule)
-            for attempt in template.iter(_q(XSL, "try")):  # xsl:catch must be a try's last child
-                attempt.append(attempt.find(_q(XSL, "catch")))
+            for attempt, name in opened:  # now that each try is complete: xsl:catch comes last
+                self._catch(attempt, rule.get("id", ""), f"variable ${name}: ")
             self.el(template, "apply-templates", select="@*|node()", mode=mode)
 
     def _try(self, parent: etree._Element) -> etree._Element:
