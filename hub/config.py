@@ -22,6 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from adapters.fitconnect.config import FitConnectConfig
+from hub.jsonsafe import JsonLimits
+from hub.xmlsafe import XmlLimits
 
 __all__ = ["ConfigError", "HubConfig", "load_config"]
 
@@ -51,6 +53,26 @@ class ApiConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted intake body")
     public_url: str | None = Field(None, description="base URL used in links; default: from the request")
+
+
+class LimitsConfig(_Model):
+    """Limits at every door, checked before anything is parsed (the table in docs/security.md).
+
+    Sizes of whole bodies stay where they apply (``api.max_body_bytes``); these bound the shape.
+    """
+
+    json_max_depth: int = Field(64, ge=2, le=512, description="arrays/objects nested deeper are refused")
+    json_max_number_chars: int = Field(100, ge=20, le=4000, description="longer number literals are refused")
+    json_max_string_chars: int = Field(10 * 1024 * 1024, ge=1024, description="longer strings/keys are refused")
+    xml_max_depth: int = Field(256, ge=8, le=256, description="elements nested deeper are refused")
+
+    def json(self, max_bytes: int) -> JsonLimits:
+        """The JSON limits for a door whose bodies may be up to ``max_bytes`` long."""
+        return JsonLimits(max_bytes=max_bytes, max_depth=self.json_max_depth,
+                          max_number_chars=self.json_max_number_chars, max_string_chars=self.json_max_string_chars)
+
+    def xml(self, max_bytes: int) -> XmlLimits:
+        return XmlLimits(max_bytes=max_bytes, max_depth=self.xml_max_depth)
 
 
 class WorkerConfig(_Model):
@@ -175,6 +197,7 @@ class HubConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
+    limits: LimitsConfig = LimitsConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
     rules_dir: Path = Field(Path("mappings"), description="routes.toml and mapping folders")
