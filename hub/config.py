@@ -66,12 +66,12 @@ class LimitsConfig(_Model):
     json_max_string_chars: int = Field(10 * 1024 * 1024, ge=1024, description="longer strings/keys are refused")
     xml_max_depth: int = Field(256, ge=8, le=256, description="elements nested deeper are refused")
 
-    def json(self, max_bytes: int) -> JsonLimits:
+    def json_limits(self, max_bytes: int) -> JsonLimits:
         """The JSON limits for a door whose bodies may be up to ``max_bytes`` long."""
         return JsonLimits(max_bytes=max_bytes, max_depth=self.json_max_depth,
                           max_number_chars=self.json_max_number_chars, max_string_chars=self.json_max_string_chars)
 
-    def xml(self, max_bytes: int) -> XmlLimits:
+    def xml_limits(self, max_bytes: int) -> XmlLimits:
         return XmlLimits(max_bytes=max_bytes, max_depth=self.xml_max_depth)
 
 
