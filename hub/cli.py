@@ -195,12 +195,16 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo keeps its database and files")] = Path("var/demo"),
 ) -> None:
     """Run the hub on SQLite against local stand-ins, submit the sample messages, show what happened."""
-    from hub.demo import run_demo
+    from hub.demo import DemoError, run_demo
 
     if port and not _port_free(port):
         typer.echo(f"port {port} is in use; using a free one")
         port = 0
-    raise typer.Exit(run_demo(workdir, port, once))
+    try:
+        code = run_demo(workdir, port, once)
+    except DemoError as exc:
+        common.fail(str(exc))
+    raise typer.Exit(code)
 
 
 def _port_free(port: int) -> bool:
