@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,7 +33,7 @@ from pydantic import (
 
 import adapters
 from adapters.fitconnect.config import FitConnectConfig
-from hub.configfile import FileProblem, check_nesting, dotted, explain, read_secret, read_toml
+from hub.configfile import FileProblem, check_nesting, dotted, explain, locate, read_secret, read_toml
 from hub.jsonsafe import JsonLimits
 from hub.xmlsafe import XmlLimits
 
@@ -163,11 +164,23 @@ class TargetConfig(_Model):
     @model_validator(mode="after")
     def _adapter_settings_fit(self) -> TargetConfig:
         # A ValidationError raised here keeps its own locations, under this target's: ``targets.x.url``.
-        adapters.OUTBOUND[self.adapter].Config.model_validate(self.adapter_settings())
+        checked = adapters.OUTBOUND[self.adapter].Config.model_validate(self.adapter_settings())
+        _hide_secrets(self.model_extra or {}, checked)
         return self
 
     def adapter_settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+def _hide_secrets(raw: dict[str, Any], checked: BaseModel) -> None:
+    """Put the adapter's ``SecretStr`` values into the raw settings, so that no ``repr``, dump or log of the
+    configuration shows a password; everything else stays as the file has it."""
+    for key, value in raw.items():
+        attribute = getattr(checked, key, None)
+        if isinstance(attribute, SecretStr):
+            raw[key] = attribute
+        elif isinstance(attribute, BaseModel) and isinstance(value, dict):
+            _hide_secrets(value, attribute)
 
 
 def _target_name(name: str) -> str:
@@ -263,27 +276,39 @@ class HubConfig(_Model):
 # Loading
 
 
-def _read_secret_files(node: Any, path: tuple[str, ...], origins: dict[tuple[str, ...], str], source: str) -> Any:
-    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree."""
+Loc = tuple[str | int, ...]
+
+
+def _read_secret_files(node: Any, path: Loc, origins: dict[tuple[str, ...], str],
+                       where: Callable[[Loc], str]) -> Any:
+    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree.
+
+    ``origins`` learns where each value read this way came from, so that a later problem with it names the
+    ``*_file`` key (and the file's path), never the content. ``where`` names a key's place in the file.
+    """
     if isinstance(node, list):
-        return [_read_secret_files(v, (*path, str(i)), origins, source) for i, v in enumerate(node)]
+        return [_read_secret_files(v, (*path, i), origins, where) for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key.endswith("_file") and isinstance(value, str) and key != "_file":
-            plain = key[: -len("_file")]
-            where = origins.get((*path, key), source)
+            plain, key_loc = key[: -len("_file")], (*path, key)
+            origin = origins.get(_strs(key_loc)) or where(key_loc)
             if plain in node:
-                raise ConfigError(f"{where}: {dotted((*path, key))}: give either {plain} or {key}, not both")
+                raise ConfigError(f"{origin}: {dotted(key_loc)}: give either {plain} or {key}, not both")
             try:
                 out[plain] = read_secret(Path(value))
             except FileProblem as exc:
-                raise ConfigError(f"{where}: {dotted((*path, key))}: {exc}") from None
-            origins[(*path, plain)] = f"{where} ({dotted((*path, key))} = {value})"
+                raise ConfigError(f"{origin}: {dotted(key_loc)}: {exc}") from None
+            origins[_strs((*path, plain))] = f"{origin} ({dotted(key_loc)} = {value})"
         else:
-            out[key] = _read_secret_files(value, (*path, key), origins, source)
+            out[key] = _read_secret_files(value, (*path, key), origins, where)
     return out
+
+
+def _strs(loc: Loc) -> tuple[str, ...]:
+    return tuple(str(p) for p in loc)
 
 
 def _env_overrides(env: dict[str, str], origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
@@ -363,7 +388,11 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         check_nesting(data, source)
     except FileProblem as exc:
         raise ConfigError(str(exc)) from None
-    data = _read_secret_files(data, (), origins, source)
+    def where(loc: Loc) -> str:
+        line = locate(text, loc) if text else None
+        return f"{source}:{line}" if line else source
+
+    data = _read_secret_files(data, (), origins, where)
     try:
         return HubConfig.model_validate(data)
     except ValidationError as exc:

@@ -190,8 +190,11 @@ def _message(kind: str, msg: str) -> str:
 
 
 def _origin(loc: tuple[str | int, ...], origins: Mapping[tuple[str, ...], str]) -> str | None:
-    for size in range(len(loc), 0, -1):
-        found = origins.get(tuple(str(p) for p in loc[:size]))
+    keys = tuple(str(p) for p in loc)
+    for size in range(len(keys), 0, -1):
+        found = origins.get(keys[:size])
         if found is not None:
             return found
-    return None
+    # A problem with a whole table that only variables created (``XHUB_NOSUCH__KEY`` → ``nosuch``).
+    below = sorted(origin for path, origin in origins.items() if keys and path[: len(keys)] == keys)
+    return below[0] if below else None

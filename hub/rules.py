@@ -199,7 +199,7 @@ def load_rules(config: HubConfig, *, targets_elsewhere: bool = False) -> RuleSet
     except MappingError as exc:
         raise RulesError([str(exc)]) from None
     routes_file = rules_dir / ROUTES_FILE
-    if routes_file.is_file():
+    if routes_file.exists() or routes_file.is_symlink():  # not a regular file: refused by the reader
         if config.routes:
             raise RulesError([f"{routes_file}: routes are defined here and in the configuration file; "
                               "keep them in one place"])
