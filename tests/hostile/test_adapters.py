@@ -122,7 +122,7 @@ def rest(url: str, **settings: Any) -> Iterator[Any]:
 
 def test_the_table_is_the_one_classifier() -> None:
     assert all(classify_status(s).outcome is outcome for s, outcome in TABLE.items())
-    assert RETRIABLE == {s for s in range(100, 600) if classify_status(s).retriable}
+    assert {s for s in range(100, 600) if classify_status(s).retriable} == RETRIABLE
     assert {classify_status(s).outcome for s in (100, 101, 199, 0, 99, 600, 999)} == {Outcome.PERMANENT}
 
 
@@ -188,9 +188,8 @@ def test_retry_after_values(value: str, expected: float | None) -> None:
     ("7", 7, 7), ("garbage", None, None), ("1e9", None, None), ("31536000", 86400, 86400), (_SOON, 100, 120),
 ])
 def test_retry_after_from_a_real_target(server: str, header: str, low: float | None, high: float | None) -> None:
-    with rest(f"{server}/s/503?retry_after={header}") as adapter:
-        with pytest.raises(Retriable) as info:
-            adapter.deliver(request())
+    with rest(f"{server}/s/503?retry_after={header}") as adapter, pytest.raises(Retriable) as info:
+        adapter.deliver(request())
     seconds = info.value.retry_after
     assert (seconds is None) if low is None else (low <= (seconds or -1) <= (high or 0))
 
@@ -200,9 +199,8 @@ def test_retry_after_from_a_real_target(server: str, header: str, low: float | N
 
 def test_a_redirect_to_another_host_is_not_followed(server: str) -> None:
     with running(status_app()) as other:
-        with rest(f"{server}/s/307?location={other}/s/201?token%3Dleak") as adapter:
-            with pytest.raises(Permanent) as info:
-                adapter.deliver(request())
+        with rest(f"{server}/s/307?location={other}/s/201?token%3Dleak") as adapter, pytest.raises(Permanent) as info:
+            adapter.deliver(request())
         assert httpx.get(f"{other}/hits").json()["hits"] == []  # the other host never saw the body
     assert "a redirect to" in str(info.value) and "leak" not in str(info.value)
 
@@ -212,9 +210,8 @@ def test_a_redirect_to_another_host_is_not_followed(server: str) -> None:
     "http://127.0.0.1:1/cases?token=pa55word&x=1",
 ])
 def test_credentials_in_a_target_url_never_reach_the_trail(url: str) -> None:
-    with rest(url, connect_timeout_seconds=1) as adapter:
-        with pytest.raises(Retriable) as info:
-            adapter.deliver(request())
+    with rest(url, connect_timeout_seconds=1) as adapter, pytest.raises(Retriable) as info:
+        adapter.deliver(request())
     assert "pa55word" not in str(info.value) and "***" in str(info.value)
 
 

@@ -133,15 +133,18 @@ def test_a_configuration_that_is_not_a_file(tmp_path: Path, kind: str) -> None:
     ("[database]", "[databse]", ":3: databse: unknown key"),
     ('url = "sqlite', 'ulr = "sqlite', ":4: database.ulr: unknown key"),
     ('tenant = "memmingen"', 'tennant = "memmingen"', ":8: senders[0].tennant: unknown key"),
-    ('directory = "var/outbox"', 'directory = "var/outbox"\ndirectroy = "x"', ":14: targets.outbox.directroy: unknown key"),
+    ('directory = "var/outbox"', 'directory = "var/outbox"\ndirectroy = "x"',
+     ":14: targets.outbox.directroy: unknown key"),
     ('url = "https://registry', 'urll = "https://registry', ":17: targets.registry.urll: unknown key"),
     ('client_id = "hub"', 'client_idd = "hub"', ":18: targets.registry.oauth2.client_idd: unknown key"),
     ('name = "all"', 'name = "all"\nmatch = { standart = "XBau" }', ":22: routes[0].match.standart: unknown key"),
-    ('targets = ["outbox"]', 'targets = [{ target = "outbox", maping = "m" }]', ":22: routes[0].targets[0].maping: unknown key"),
+    ('targets = ["outbox"]', 'targets = [{ target = "outbox", maping = "m" }]',
+     ":22: routes[0].targets[0].maping: unknown key"),
     ("[[routes]]", "[limits]\njson_max_dept = 3\n\n[[routes]]", ":21: limits.json_max_dept: unknown key"),
     ("[[routes]]", "[[operators]]\nname = \"ops\"\ntenant = \"x\"\ntoken_sha256 = \"" + HASH + "\"\n\n[[routes]]",
      ":22: operators[0].tenant: unknown key"),
-    ("[[routes]]", "[targets.outbox.circuit]\nthreshold = 3\n\n[[routes]]", ":21: targets.outbox.circuit.threshold: unknown key"),
+    ("[[routes]]", "[targets.outbox.circuit]\nthreshold = 3\n\n[[routes]]",
+     ":21: targets.outbox.circuit.threshold: unknown key"),
 ])
 def test_unknown_keys_name_file_line_and_key(tmp_path: Path, old: str, new: str, where: str) -> None:
     message = refused(tmp_path, good(tmp_path).replace(old, new, 1))
@@ -158,7 +161,8 @@ def test_a_secret_under_an_unknown_key_is_not_echoed(tmp_path: Path) -> None:
     ("[database]", "[api]\nport = \"eighty\"\n\n[database]", ":4: api.port: Input should be a valid integer"),
     ("[database]", "[retry]\nmax_attempts = 0\n\n[database]", ":4: retry.max_attempts: Input should be greater"),
     ("[[senders]]", "[worker]\nembedded = 3\n\n[[senders]]", ":7: worker.embedded: Input should be a valid boolean"),
-    ('directory = "var/outbox"', 'directory = "var/outbox"\ncircuit = 5', ":14: targets.outbox.circuit: Input should be a valid"),
+    ('directory = "var/outbox"', 'directory = "var/outbox"\ncircuit = 5',
+     ":14: targets.outbox.circuit: Input should be a valid"),
     (f'token_sha256 = "{HASH}"', f'token_sha256 = "{SECRET}"', ":9: senders[0].token_sha256: must be 64 lowercase"),
     ('client_secret = "idp-secret"', "client_secret = 42", ":18: targets.registry.oauth2.client_secret: Input should"),
 ])
