@@ -42,7 +42,8 @@ def safe_url(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)[:200]
+        # Whatever sits between a colon and an @ may be a password, also in a URL missing its "://".
+        return re.sub(r":[^:@/]*@", ":***@", url)[:200]
 
 
 def normalise_url(url: str) -> URL:
