@@ -54,6 +54,7 @@ class LogLevel(enum.StrEnum):
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", "-c", envvar="XHUB_CONFIG",
                                                  help="configuration file (TOML)")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="how much to log")] = LogLevel.info,
@@ -62,6 +63,7 @@ def main(
     for noisy in ("alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     common.reset(config)
+    ctx.call_on_close(common.close)
 
 
 @app.command()

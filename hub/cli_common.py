@@ -21,7 +21,7 @@ from hub.db import DatabaseProblem, describe, make_engine
 from hub.rules import RuleHolder, RulesError, RuleSet, load_rules
 from hub.runtime import SchemaOutdated, open_engine
 
-__all__ = ["config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
+__all__ = ["close", "config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
 
 _state: dict[str, Any] = {}
 
@@ -30,6 +30,14 @@ def reset(path: Path | None) -> None:
     """Start a command: one process may run several (tests), so nothing carries over."""
     _state.clear()
     _state["config_path"] = path
+    _state["engines"] = []
+
+
+def close() -> None:
+    """End a command: give back every database connection it opened."""
+    for opened in _state.get("engines", []):
+        opened.dispose()
+    _state["engines"] = []
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -75,8 +83,8 @@ def engine(*, read_only: bool = False) -> Engine:
     url = cfg.database.url
     try:
         if not read_only:
-            return open_engine(cfg)
-        opened = make_engine(url, cfg.database.pool_size, read_only=True)
+            return _track(open_engine(cfg))
+        opened = _track(make_engine(url, cfg.database.pool_size, read_only=True))
         current, head = migrate.current_revision(opened), migrate.head_revision()
         if current != head:
             opened.dispose()
@@ -87,6 +95,11 @@ def engine(*, read_only: bool = False) -> Engine:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(describe(exc, url))
+
+
+def _track(opened: Engine) -> Engine:
+    _state.setdefault("engines", []).append(opened)
+    return opened
 
 
 def existing_engine() -> Engine:

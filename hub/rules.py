@@ -191,9 +191,9 @@ def load_rules(config: HubConfig, *, targets_elsewhere: bool = False) -> RuleSet
     warnings: list[str] = []
     if rules_dir.exists() and not rules_dir.is_dir():
         raise RulesError([f"{rules_dir}: rules_dir is not a directory"])
-    if not rules_dir.exists():
-        warnings.append(f"{rules_dir}: rules_dir does not exist, so there are no mappings"
-                        + ("" if config.routes else " and no routes: every message would end in dead (no route)"))
+    if not rules_dir.exists() and not config.routes:
+        warnings.append(f"{rules_dir}: rules_dir does not exist and the configuration has no [[routes]]: every "
+                        "message would end in dead (no route)")
     try:
         mappings = load_mappings(rules_dir) if rules_dir.is_dir() else {}
     except MappingError as exc:

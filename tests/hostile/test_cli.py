@@ -394,3 +394,26 @@ def test_the_demo_never_empties_a_folder_it_did_not_make(tmp_path: Path, workdir
     code, _, err = xhub("demo", "--once", "--port", "0", "--workdir", str(target), cwd=tmp_path)
     assert code == 2 and err.startswith(f"xhub: --workdir {target} ")
     assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_read_only_commands_on_both_backends(db_url: str, tmp_path: Path) -> None:
+    """The read-only engine reads everything the commands need, and can write nothing."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hub import store
+
+    engine = make_engine(db_url)
+    message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
+        store.Part("payload", "application/xml", XBAU_VALID.read_bytes())]), actor="sender:portal")
+    engine.dispose()
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n\n[targets.outbox]\nadapter = "file"\ndirectory = "out"\n')
+    for command, expected in [(("messages", "list"), str(message.id)), (("messages", "show", str(message.id)),
+                              "status    received"), (("targets",), "outbox"), (("db", "current"), "code: ")]:
+        code, out, err = xhub("-c", str(config), *command, cwd=tmp_path)
+        assert code == 0 and expected in out, err
+    reader = make_engine(db_url, read_only=True)
+    with pytest.raises(SQLAlchemyError), reader.begin() as conn:
+        conn.execute(text("DELETE FROM messages"))
+    reader.dispose()
