@@ -7,15 +7,19 @@ Load order (later wins):
 3. environment variables ``XHUB_<SECTION>__<KEY>`` (e.g. ``XHUB_DATABASE__URL``).
 
 Secrets may come from files: a key ``<name>_file`` (for instance ``token_sha256_file``) is replaced by the
-stripped content of that file. Errors name the file, the key path and, where it can be found, the line.
+stripped content of that file (a regular file of at most 64 KiB, not empty).
+
+Everything is checked when the configuration is loaded, not when it is first used: unknown keys at every
+level (``extra="forbid"``), each target's adapter and its settings against that adapter's ``Config``,
+target names. Routes are checked against targets and mappings by :mod:`hub.rules`. Errors name the file,
+the key path and the line (or the variable or ``*_file`` key the value came from), and never a value.
+Reading the files and variables safely is :mod:`hub.configfile`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,13 +37,22 @@ from pydantic import (
 
 import adapters
 from adapters.fitconnect.config import FitConnectConfig
-from hub.configfile import FileProblem, check_nesting, dotted, explain, locate, read_secret, read_toml
+from hub.configfile import (
+    FileProblem,
+    Loc,
+    check_nesting,
+    env_overrides,
+    explain,
+    locate,
+    merge,
+    read_secret_files,
+    read_toml,
+)
 from hub.jsonsafe import JsonLimits
 from hub.xmlsafe import XmlLimits
 
 __all__ = ["ConfigError", "HubConfig", "TargetConfig", "config_path", "load_config"]
 
-ENV_PREFIX = "XHUB_"
 
 
 class ConfigError(Exception):
@@ -276,90 +289,6 @@ class HubConfig(_Model):
 # Loading
 
 
-Loc = tuple[str | int, ...]
-
-
-def _read_secret_files(node: Any, path: Loc, origins: dict[tuple[str, ...], str],
-                       where: Callable[[Loc], str]) -> Any:
-    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree.
-
-    ``origins`` learns where each value read this way came from, so that a later problem with it names the
-    ``*_file`` key (and the file's path), never the content. ``where`` names a key's place in the file.
-    """
-    if isinstance(node, list):
-        return [_read_secret_files(v, (*path, i), origins, where) for i, v in enumerate(node)]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key.endswith("_file") and isinstance(value, str) and key != "_file":
-            plain, key_loc = key[: -len("_file")], (*path, key)
-            origin = origins.get(_strs(key_loc)) or where(key_loc)
-            if plain in node:
-                raise ConfigError(f"{origin}: {dotted(key_loc)}: give either {plain} or {key}, not both")
-            try:
-                out[plain] = read_secret(Path(value))
-            except FileProblem as exc:
-                raise ConfigError(f"{origin}: {dotted(key_loc)}: {exc}") from None
-            origins[_strs((*path, plain))] = f"{origin} ({dotted(key_loc)} = {value})"
-        else:
-            out[key] = _read_secret_files(value, (*path, key), origins, where)
-    return out
-
-
-def _strs(loc: Loc) -> tuple[str, ...]:
-    return tuple(str(p) for p in loc)
-
-
-def _env_overrides(env: dict[str, str], origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
-    """``XHUB_DATABASE__URL=…`` → ``{"database": {"url": "…"}}``. Values are parsed as TOML when they can be.
-
-    Also ``XHUB_RULES_DIR`` and ``XHUB_SCHEMA_DIR`` for the two top-level keys. Other ``XHUB_*`` names without
-    ``__`` (``XHUB_CONFIG``, ``XHUB_URL``, ``XHUB_TOKEN``) belong to the command line, not to this file.
-    """
-    tree: dict[str, Any] = {}
-    owner: dict[tuple[str, ...], str] = {}
-    for name in sorted(env):
-        raw = env[name]
-        if not name.startswith(ENV_PREFIX):
-            continue
-        rest = name[len(ENV_PREFIX):]
-        if "__" not in rest and rest.lower() not in _TOP_LEVEL_ENV:
-            continue
-        keys = tuple(k.lower() for k in rest.split("__"))
-        if any(not k for k in keys):
-            raise ConfigError(f"environment {name}: an empty key between '__' separators")
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except (tomllib.TOMLDecodeError, RecursionError):
-            value = raw
-        node = tree
-        for i, key in enumerate(keys[:-1]):
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"environment {name} conflicts with {owner[keys[: i + 1]]}")
-            node = child
-        if keys[-1] in node:
-            raise ConfigError(f"environment {name} conflicts with {owner.get(keys, 'another XHUB_ variable')}")
-        node[keys[-1]] = value
-        owner[keys] = name
-        origins[keys] = f"environment {name}"
-    return tree
-
-
-_TOP_LEVEL_ENV = {"rules_dir", "schema_dir"}
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def config_path(path: Path | None = None, env: dict[str, str] | None = None) -> Path | None:
     """The file :func:`load_config` reads: ``path``, else ``$XHUB_CONFIG``, else ``./hub.toml`` if it exists."""
     env = dict(os.environ if env is None else env)
@@ -384,15 +313,16 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     try:
         if path is not None:
             data, text = read_toml(path)
-        data = _merge(data, _env_overrides(env, origins))
+        data = merge(data, env_overrides(env, origins))
         check_nesting(data, source)
+
+        def where(loc: Loc) -> str:
+            line = locate(text, loc) if text else None
+            return f"{source}:{line}" if line else source
+
+        data = read_secret_files(data, (), origins, where)
     except FileProblem as exc:
         raise ConfigError(str(exc)) from None
-    def where(loc: Loc) -> str:
-        line = locate(text, loc) if text else None
-        return f"{source}:{line}" if line else source
-
-    data = _read_secret_files(data, (), origins, where)
     try:
         return HubConfig.model_validate(data)
     except ValidationError as exc:

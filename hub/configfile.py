@@ -1,11 +1,13 @@
-"""Reading the operator's files (``hub.toml``, ``routes.toml``, secret files) without trusting them.
+"""Reading the operator's input (``hub.toml``, ``routes.toml``, ``XHUB_*`` variables, secret files) without
+trusting it.
 
 A configuration file is input like any other: it may be huge, a FIFO that never ends, ``/dev/zero``, not
 UTF-8, or nested so deeply that a recursive parser overflows the stack. Every file is therefore opened
 without blocking, checked to be a regular file, read up to a limit, decoded strictly, parsed, and its
 nesting bounded, and each problem is one line naming the file (and the line, where TOML says it).
 
-Problems in the values are reported as ``<file>:<line>: <key path>: <message>`` (:func:`explain`); the
+Problems in the values are reported as ``<file>:<line>: <key path>: <message>`` (:func:`explain`), or with
+``environment XHUB_…`` / the ``*_file`` key instead of the line when the value came from there; the
 messages never contain the values themselves, so a secret in a wrong place is not echoed.
 """
 
@@ -15,14 +17,15 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_NESTING", "MAX_SECRET_BYTES", "FileProblem", "dotted", "explain", "locate",
-           "read_bytes", "read_secret", "read_text", "read_toml"]
+__all__ = ["ENV_PREFIX", "MAX_CONFIG_BYTES", "MAX_NESTING", "MAX_SECRET_BYTES", "FileProblem", "Loc", "dotted",
+           "env_overrides", "explain", "locate", "merge", "read_bytes", "read_secret", "read_secret_files",
+           "read_text", "read_toml"]
 
 #: ``hub.toml`` and ``routes.toml`` larger than this are refused unread (a real one is a few KiB).
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -30,10 +33,12 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_SECRET_BYTES = 64 * 1024
 #: Tables and arrays nested deeper than this are refused (the hub's deepest real key has 5 levels).
 MAX_NESTING = 32
+#: Environment variables ``XHUB_<SECTION>__<KEY>`` override the file.
+ENV_PREFIX = "XHUB_"
 
 
 class FileProblem(Exception):
-    """A file cannot be used; the message is one line for an operator and never quotes the content."""
+    """A file (or an environment variable) cannot be used; one line for an operator, never the content."""
 
 
 def read_bytes(path: Path, max_bytes: int, what: str) -> bytes:
@@ -198,3 +203,90 @@ def _origin(loc: tuple[str | int, ...], origins: Mapping[tuple[str, ...], str]) 
     # A problem with a whole table that only variables created (``XHUB_NOSUCH__KEY`` → ``nosuch``).
     below = sorted(origin for path, origin in origins.items() if keys and path[: len(keys)] == keys)
     return below[0] if below else None
+
+
+# -- environment variables and secret files
+
+
+Loc = tuple[str | int, ...]
+
+
+def read_secret_files(node: Any, path: Loc, origins: dict[tuple[str, ...], str],
+                       where: Callable[[Loc], str]) -> Any:
+    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree.
+
+    ``origins`` learns where each value read this way came from, so that a later problem with it names the
+    ``*_file`` key (and the file's path), never the content. ``where`` names a key's place in the file.
+    """
+    if isinstance(node, list):
+        return [read_secret_files(v, (*path, i), origins, where) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.endswith("_file") and isinstance(value, str) and key != "_file":
+            plain, key_loc = key[: -len("_file")], (*path, key)
+            origin = origins.get(_strs(key_loc)) or where(key_loc)
+            if plain in node:
+                raise FileProblem(f"{origin}: {dotted(key_loc)}: give either {plain} or {key}, not both")
+            try:
+                out[plain] = read_secret(Path(value))
+            except FileProblem as exc:
+                raise FileProblem(f"{origin}: {dotted(key_loc)}: {exc}") from None
+            origins[_strs((*path, plain))] = f"{origin} ({dotted(key_loc)} = {value})"
+        else:
+            out[key] = read_secret_files(value, (*path, key), origins, where)
+    return out
+
+
+def _strs(loc: Loc) -> tuple[str, ...]:
+    return tuple(str(p) for p in loc)
+
+
+def env_overrides(env: dict[str, str], origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
+    """``XHUB_DATABASE__URL=…`` → ``{"database": {"url": "…"}}``. Values are parsed as TOML when they can be.
+
+    Also ``XHUB_RULES_DIR`` and ``XHUB_SCHEMA_DIR`` for the two top-level keys. Other ``XHUB_*`` names without
+    ``__`` (``XHUB_CONFIG``, ``XHUB_URL``, ``XHUB_TOKEN``) belong to the command line, not to this file.
+    """
+    tree: dict[str, Any] = {}
+    owner: dict[tuple[str, ...], str] = {}
+    for name in sorted(env):
+        raw = env[name]
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if "__" not in rest and rest.lower() not in _TOP_LEVEL_ENV:
+            continue
+        keys = tuple(k.lower() for k in rest.split("__"))
+        if any(not k for k in keys):
+            raise FileProblem(f"environment {name}: an empty key between '__' separators")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except (tomllib.TOMLDecodeError, RecursionError):
+            value = raw
+        node = tree
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise FileProblem(f"environment {name} conflicts with {owner[keys[: i + 1]]}")
+            node = child
+        if keys[-1] in node:
+            raise FileProblem(f"environment {name} conflicts with {owner.get(keys, 'another XHUB_ variable')}")
+        node[keys[-1]] = value
+        owner[keys] = name
+        origins[keys] = f"environment {name}"
+    return tree
+
+
+_TOP_LEVEL_ENV = {"rules_dir", "schema_dir"}
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
