@@ -1,32 +1,58 @@
-"""HTTP pieces the adapters share: ``Retry-After`` parsing and the OAuth2 client-credentials token cache."""
+"""HTTP pieces the adapters share: the OAuth2 client-credentials token cache and URLs fit for messages.
+
+Statuses are classified in :mod:`adapters.http_status` (``retry_after_seconds`` is re-exported here for
+the modules that import it from this one).
+"""
 
 from __future__ import annotations
 
-import email.utils
+import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
 
+from adapters.http_status import raise_for_status, retry_after_seconds
 from hub.errors import Permanent, Retriable
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
-__all__ = ["TokenCache", "retry_after_seconds"]
+__all__ = ["BEARER_TOKEN", "TokenCache", "redact_url", "retry_after_seconds", "transport_problem"]
+
+#: RFC 6750 §2.1 b64token: what may follow ``Bearer``. Anything else would break the header (and httpx
+#: would quote the offending value, the secret, in its exception).
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse ``Retry-After`` (delta-seconds or HTTP date) into seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+def transport_problem(exc: httpx.TransportError) -> str:
+    """A transport error for the audit trail. Errors about our own request (``LocalProtocolError``) quote
+    header values, which may be credentials: only their type is shown."""
+    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """``url`` for an error message or the audit trail: no password, no query values.
+
+    ``https://user:pw@host/p?key=s3cret&wsdl`` becomes ``https://user:***@host/p?key=***&wsdl``. Anything
+    that cannot be parsed is shown as ``(unparseable URL)``; it might be a secret.
+    """
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        parts = urlsplit(str(url))
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+        query = urlencode([(k, "***" if v else "") for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                          safe="*").replace("=&", "&").removesuffix("=")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "(unparseable URL)"
 
 
 class TokenCache:
@@ -34,8 +60,9 @@ class TokenCache:
 
     Fetched again ``refresh_margin_seconds`` (at most half its lifetime) before it expires, and at once with
     ``token(renew=True)`` (after a 401: it may have been revoked). Token endpoint failures are mapped:
-    transport errors, 408, 429 and 5xx are :class:`~hub.errors.Retriable`; a refusal is
-    :class:`~hub.errors.Permanent`. The client secret never appears in an error.
+    transport errors are :class:`~hub.errors.Retriable`; 400, 401 and 403 are a refusal of the
+    credentials (:class:`~hub.errors.Permanent`, with the OAuth2 ``error`` code); every other status
+    follows :mod:`adapters.http_status`. The client secret never appears in an error.
     """
 
     def __init__(self, *, token_url: str, client_id: str, client_secret: SecretStr, scope: str | None,
@@ -60,25 +87,38 @@ class TokenCache:
                 "client_secret": self.client_secret.get_secret_value()}
         if self.scope:
             form["scope"] = self.scope
-        where = f"token endpoint {self.token_url}"
+        where = f"token endpoint {redact_url(self.token_url)}"
         try:
             r = self.client.post(self.token_url, data=form)
         except httpx.TransportError as exc:
             raise Retriable(f"{where}: {type(exc).__name__}") from None
-        if r.status_code >= 500 or r.status_code in (408, 429):
-            raise Retriable(f"{where} answered {r.status_code}",
-                            retry_after=retry_after_seconds(r.headers.get("retry-after")))
-        if r.status_code != 200:
-            error = ""
-            if "json" in r.headers.get("content-type", ""):
-                try:
-                    error = str(r.json().get("error", ""))
-                except (ValueError, AttributeError):
-                    error = ""
+        answer = _json_object(r)
+        if r.status_code in _REFUSED:  # RFC 6749 §5.2: the client credentials (or the grant) were refused
+            error = str(answer.get("error", ""))[:100]
             raise Permanent(f"{where} refused the client credentials of {self.client_id!r}: "
                             f"{r.status_code} {error}".strip())
+        raise_for_status(r.status_code, r.headers, f"{where} answered {r.status_code}")
+        token = answer.get("access_token")
         try:
-            body = r.json()
-            return str(body["access_token"]), max(1.0, float(body.get("expires_in", 300)))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise Permanent(f"{where} answered 200 without a usable access_token") from None
+            lifetime = float(answer.get("expires_in", 300))
+        except (TypeError, ValueError):
+            lifetime = -1.0
+        if not isinstance(token, str) or not BEARER_TOKEN.fullmatch(token) or not lifetime > 0:
+            raise Permanent(f"{where} answered {r.status_code} without a usable access_token and expires_in")
+        return token, max(1.0, min(lifetime, _MAX_LIFETIME))
+
+
+_REFUSED = frozenset({400, 401, 403})
+_MAX_LIFETIME = 24 * 3600.0  # an "expires_in" of years would keep a revoked token in use
+_TOKEN_JSON = JsonLimits(max_bytes=64 * 1024, max_depth=8, max_string_chars=16 * 1024)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The token endpoint's JSON object, or ``{}`` when it sent anything else."""
+    if "json" not in response.headers.get("content-type", ""):
+        return {}
+    try:
+        value = loads(response.content, _TOKEN_JSON)
+    except JsonRejected:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,8 +1,11 @@
 """REST adapter (httpx): one request per delivery, with an idempotency key, auth and mutual TLS.
 
-Responses are classified in one place, :func:`classify`: 2xx and 409 ("already have it") are delivered;
-408, 425, 429 and 5xx are transient (``Retry-After`` honoured); every other status is permanent.
-Transport errors (refused, reset, TLS, timeouts) are transient. httpx exceptions never leave this module.
+Responses are classified by :func:`classify` with the hub's one status table (:mod:`adapters.http_status`):
+2xx is delivered, and so is 409 here (the target already has a case with this idempotency key); 408, 425,
+429 and most 5xx are transient (``Retry-After`` honoured); 3xx (redirects are never followed), 501, 505
+and every other 4xx are permanent. Transport errors (refused, reset, TLS, timeouts) are transient.
+httpx exceptions never leave this module, and URLs in messages have their password and query values
+removed.
 
 Auth, one of: ``bearer_token``; ``basic`` (username, password); ``oauth2`` client credentials, with the
 access token cached until shortly before it expires and fetched again once when the target answers 401.
@@ -20,13 +23,13 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
-from adapters.http_support import TokenCache, retry_after_seconds
+from adapters.http_status import raise_for_status
+from adapters.http_support import BEARER_TOKEN, TokenCache, redact_url, retry_after_seconds, transport_problem
 from hub.errors import Permanent, Retriable
 
 __all__ = ["RestAdapter", "RestConfig", "classify", "retry_after_seconds"]
 
 EXCERPT = 500
-_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 #: Placeholders a URL template may use; values are URL-quoted.
 URL_FIELDS = {"message_id", "target", "idempotency_key", "tenant", "standard", "message_type", "xoev_message_uuid"}
 
@@ -67,6 +70,13 @@ class RestConfig(AdapterConfig):
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(URL_FIELDS)}")
         return url
 
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_chars(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not BEARER_TOKEN.fullmatch(token.get_secret_value()):
+            raise ValueError("a bearer token is letters, digits and -._~+/ (optionally = at the end)")
+        return token
+
     @model_validator(mode="after")
     def _one_auth(self) -> RestConfig:
         given = [n for n in ("bearer_token", "basic", "oauth2") if getattr(self, n) is not None]
@@ -79,15 +89,17 @@ class RestConfig(AdapterConfig):
 
 def classify(response: httpx.Response) -> DeliveryResult:
     """Delivered → result; otherwise raise the mapped error kind."""
+    status = response.status_code
     excerpt = response.text[:EXCERPT] if response.content else ""
-    detail: dict[str, Any] = {"status_code": response.status_code, "excerpt": excerpt}
-    if response.is_success or response.status_code == 409:
-        reference = response.headers.get("location") or response.headers.get("x-case-id")
-        return DeliveryResult(reference=reference, status_code=response.status_code, excerpt=excerpt)
-    reason = f"{response.request.method} {response.request.url} answered {response.status_code}"
-    if response.status_code in _TRANSIENT_STATUS:
-        raise Retriable(reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), detail=detail)
-    raise Permanent(reason, detail=detail)
+    detail: dict[str, Any] = {"status_code": status, "excerpt": excerpt}
+    reason = f"{response.request.method} {redact_url(response.request.url)} answered {status}"
+    if 300 <= status < 400 and "location" in response.headers:
+        detail["location"] = redact_url(response.headers["location"])
+        reason += f" (a redirect to {detail['location']})"
+    if status != 409:  # 409 Conflict: the target already has this key, which is what a retry wanted
+        raise_for_status(status, response.headers, reason, detail)
+    reference = response.headers.get("location") or response.headers.get("x-case-id")
+    return DeliveryResult(reference=reference, status_code=status, excerpt=excerpt)
 
 
 class RestAdapter:
@@ -139,9 +151,9 @@ class RestAdapter:
         try:
             return self._client.request(self.config.method, url, content=body, headers=headers, auth=auth)
         except httpx.TimeoutException as exc:
-            raise Retriable(f"{url}: timed out ({type(exc).__name__})") from None
+            raise Retriable(f"{redact_url(url)}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise Retriable(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise Retriable(f"{redact_url(url)}: {transport_problem(exc)}") from None
 
     def close(self) -> None:
         self._client.close()

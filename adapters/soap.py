@@ -10,13 +10,17 @@ headers behind its own exceptions, so ``Retry-After`` and 502/503/504 could not 
 fault. Here the envelope comes from zeep (schema checks, WS-Addressing, WS-Security), is posted with httpx
 (timeouts, mutual TLS), and the answer is classified in :meth:`SoapAdapter._classify` before zeep parses it:
 
-* transport errors, timeouts, HTTP 408/429/502/503/504 → :class:`Retriable` (``Retry-After`` honoured);
-* a SOAP fault → by its code: codes in ``retriable_fault_codes`` (default ``Server`` and ``Receiver``,
-  which SOAP 1.1 §4.4.1 and 1.2 §5.4.6 define as "may succeed if resent") are retriable, all others
+* transport errors and timeouts → :class:`Retriable`;
+* a status the hub's one status table (:mod:`adapters.http_status`) calls retriable (408, 425, 429, 502-504,
+  507, 520-527, …) → :class:`Retriable` at once, ``Retry-After`` honoured; except 500, which SOAP 1.1 uses
+  for every fault, so that there the fault decides;
+* a SOAP fault → by its code: codes in ``retriable_fault_codes`` (default ``Server`` and ``Receiver``, which
+  SOAP 1.1 §4.4.1 and 1.2 §5.4.6 define as "may succeed if resent") are retriable, all others
   (``Client``/``Sender``, ``MustUnderstand``, ``VersionMismatch``, ``wsse:FailedAuthentication``, …) are
   :class:`Permanent`; code, string, subcodes and a detail excerpt go into ``detail``;
-* a request zeep cannot build from the input (unknown or missing element) → :class:`Permanent`;
-* an answer without a SOAP envelope → retriable for 5xx, permanent otherwise.
+* an answer without a SOAP envelope, or a non-2xx answer without a fault → as the status table says for
+  its status (a 2xx without an envelope is permanent: the target answers something else than the WSDL);
+* a request zeep cannot build from the input (unknown or missing element) → :class:`Permanent`.
 
 The idempotency key travels as the SOAP header element ``idempotency_header`` (default ``IdempotencyKey``
 in the WSDL's target namespace), optionally also into a field of the input, and always as the HTTP header
@@ -42,13 +46,13 @@ from lxml import etree
 from pydantic import Field, SecretStr, model_validator
 
 from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
-from adapters.rest import retry_after_seconds
+from adapters.http_status import classify_status, raise_for_status
+from adapters.http_support import redact_url, transport_problem
 from hub.errors import HubError, Permanent, Retriable
 
 __all__ = ["SoapAdapter", "SoapConfig"]
 
 EXCERPT = 500
-_TRANSIENT_STATUS = {408, 429, 502, 503, 504}
 NOT_MAPPED = "the soap adapter needs a mapped message (JSON with the operation's input)"
 
 
@@ -120,9 +124,9 @@ class SoapAdapter:
         try:
             response = self._http.post(bound.address, content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise Retriable(f"{bound.address}: timed out ({type(exc).__name__})") from None
+            raise Retriable(f"{redact_url(bound.address)}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise Retriable(f"{bound.address}: {type(exc).__name__}: {exc}") from None
+            raise Retriable(f"{redact_url(bound.address)}: {transport_problem(exc)}") from None
         return self._classify(bound, response)
 
     def close(self) -> None:
@@ -155,26 +159,26 @@ class SoapAdapter:
                                  wsse=wsse)
             return self._resolve(client)
         except OSError as exc:  # requests' errors are OSErrors too
-            kind = Retriable if remote else Permanent
-            raise kind(f"cannot load the WSDL {cfg.wsdl}: {type(exc).__name__}: {exc}") from None
+            raise _wsdl_unreachable(redact_url(cfg.wsdl), exc, remote) from None
         except (zeep.exceptions.Error, etree.LxmlError, ValueError, KeyError) as exc:
-            raise Permanent(f"unusable WSDL {cfg.wsdl}: {type(exc).__name__}: {exc}") from None
+            raise Permanent(f"unusable WSDL {redact_url(cfg.wsdl)}: {type(exc).__name__}: {exc}") from None
         finally:
             transport.session.close()  # only the WSDL was fetched with it; deliveries go through httpx
 
     def _resolve(self, client: zeep.Client) -> _Bound:
         cfg = self.config
+        wsdl = redact_url(cfg.wsdl)
         services = client.wsdl.services
         service = services.get(cfg.service) if cfg.service else next(iter(services.values()), None)
         if service is None:
-            raise Permanent(f"{cfg.wsdl}: no service {cfg.service!r} (there are: {', '.join(services)})")
+            raise Permanent(f"{wsdl}: no service {cfg.service!r} (there are: {', '.join(services)})")
         port = service.ports.get(cfg.port) if cfg.port else next(iter(service.ports.values()), None)
         if port is None:
-            raise Permanent(f"{cfg.wsdl}: service {service.name} has no port {cfg.port!r} "
+            raise Permanent(f"{wsdl}: service {service.name} has no port {cfg.port!r} "
                             f"(there are: {', '.join(service.ports)})")
         address = cfg.endpoint or port.binding_options.get("address")
         if not address:
-            raise Permanent(f"{cfg.wsdl}: port {port.name} has no address; set endpoint")
+            raise Permanent(f"{wsdl}: port {port.name} has no address; set endpoint")
         operation = port.binding.get(cfg.operation)  # ValueError names the binding when unknown
         namespace = etree.QName(port.binding.name).namespace or ""  # the WSDL's targetNamespace
         return _Bound(client, port.binding, operation, address, namespace)
@@ -231,23 +235,21 @@ class SoapAdapter:
         status = response.status_code
         excerpt = response.text[:EXCERPT] if response.content else ""
         detail: dict[str, Any] = {"status_code": status, "excerpt": excerpt}
-        where = f"{bound.address} ({self.config.operation})"
-        if status in _TRANSIENT_STATUS:
-            raise Retriable(f"{where} answered {status}", detail=detail,
-                            retry_after=retry_after_seconds(response.headers.get("retry-after")))
+        where = f"{redact_url(bound.address)} ({self.config.operation})"
+        if status != 500 and classify_status(status).retriable:
+            raise_for_status(status, response.headers, f"{where} answered {status}", detail)
         try:
             result = bound.binding.process_reply(bound.client, bound.operation, response)
         except zeep.exceptions.Fault as fault:
-            if fault.code is None and status >= 500:  # XML, but no SOAP fault in it (an error page)
-                raise Retriable(f"{where} answered {status} without a SOAP fault", detail=detail) from None
+            if fault.code is None:  # XML, but no SOAP fault in it (an error page)
+                raise _by_status(status, f"{where} answered {status} without a SOAP fault", detail) from None
             raise self._fault(where, fault, detail) from None
         except zeep.exceptions.TransportError:
-            kind = Retriable if status >= 500 else Permanent
-            raise kind(f"{where} answered {status} without a SOAP envelope", detail=detail) from None
+            raise _by_status(status, f"{where} answered {status} without a SOAP envelope", detail) from None
         except (zeep.exceptions.Error, etree.LxmlError, ValueError, TypeError, AttributeError) as exc:
             raise Permanent(f"{where}: the answer does not fit the WSDL: {exc}", detail=detail) from None
         if not 200 <= status < 300:
-            raise Permanent(f"{where} answered {status} without a fault", detail=detail)
+            raise _by_status(status, f"{where} answered {status} without a fault", detail)
         answer = zeep.helpers.serialize_object(result, dict)  # type: ignore[no-untyped-call]
         return DeliveryResult(reference=self._reference(answer), status_code=status, excerpt=excerpt,
                               detail={"operation": self.config.operation})
@@ -283,6 +285,26 @@ class SoapAdapter:
             else:
                 return None
         return None if node is None else str(node)
+
+
+def _wsdl_unreachable(wsdl: str, exc: OSError, remote: bool) -> HubError:
+    """A WSDL that could not be read: a file is our configuration (permanent); over HTTP, the status table
+    decides, and a connection problem is transient. requests' messages quote the full URL, so only the
+    exception type is kept for remote WSDLs."""
+    if not remote:
+        return Permanent(f"cannot load the WSDL {wsdl}: {exc.strerror or type(exc).__name__}")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return _by_status(status, f"cannot load the WSDL {wsdl}: it answered {status}", {"status_code": status})
+    return Retriable(f"cannot load the WSDL {wsdl}: {type(exc).__name__}")
+
+
+def _by_status(status: int, message: str, detail: dict[str, Any]) -> HubError:
+    """An answer zeep could not read as a reply: the status table decides (a 2xx that is no reply is permanent)."""
+    verdict = classify_status(status)
+    if verdict.retriable:
+        return Retriable(f"{message} ({verdict.why})", detail=detail)
+    return Permanent(message if 200 <= status < 300 else f"{message} ({verdict.why})", detail=detail)
 
 
 def _mapped_input(request: DeliveryRequest) -> dict[str, Any]:

@@ -7,27 +7,52 @@ Load order (later wins):
 3. environment variables ``XHUB_<SECTION>__<KEY>`` (e.g. ``XHUB_DATABASE__URL``).
 
 Secrets may come from files: a key ``<name>_file`` (for instance ``token_sha256_file``) is replaced by the
-stripped content of that file. Errors name the file, the key path and, where it can be found, the line.
+stripped content of that file (a regular file of at most 64 KiB, not empty).
+
+Everything is checked when the configuration is loaded, not when it is first used: unknown keys at every
+level (``extra="forbid"``), each target's adapter and its settings against that adapter's ``Config``,
+target names. Routes are checked against targets and mappings by :mod:`hub.rules`. Errors name the file,
+the key path and the line (or the variable or ``*_file`` key the value came from), and never a value.
+Reading the files and variables safely is :mod:`hub.configfile`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+import adapters
 from adapters.fitconnect.config import FitConnectConfig
+from hub.configfile import (
+    FileProblem,
+    Loc,
+    check_nesting,
+    env_overrides,
+    explain,
+    locate,
+    merge,
+    read_secret_files,
+    read_toml,
+)
 from hub.jsonsafe import JsonLimits
 from hub.xmlsafe import XmlLimits
 
-__all__ = ["ConfigError", "HubConfig", "load_config"]
+__all__ = ["ConfigError", "HubConfig", "TargetConfig", "config_path", "load_config"]
 
-ENV_PREFIX = "XHUB_"
 
 
 class ConfigError(Exception):
@@ -131,16 +156,55 @@ class CircuitConfig(_Model):
 class TargetConfig(_Model):
     """A delivery target: which adapter, how the hub protects it, and the adapter's own settings.
 
-    Keys other than the ones below belong to the adapter and are checked by its ``Config`` model.
+    Keys other than the ones below belong to the adapter and are checked by its ``Config`` model when the
+    configuration is loaded, not at the first delivery: a typo or a missing URL stops the hub from
+    starting, with the file, line and key.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    adapter: str = Field(min_length=1)
+    adapter: str = Field(min_length=1, description="one of the adapters registered in adapters/__init__.py")
     max_concurrency: int | None = Field(None, ge=1, description="calls in flight at once, over all workers")
     circuit: CircuitConfig = CircuitConfig()
 
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, name: str) -> str:
+        if name not in adapters.OUTBOUND:
+            known = ", ".join(sorted(adapters.OUTBOUND))
+            raise ValueError(f"unknown adapter {name[:40]!r}; the known ones are {known}")
+        return name
+
+    @model_validator(mode="after")
+    def _adapter_settings_fit(self) -> TargetConfig:
+        # A ValidationError raised here keeps its own locations, under this target's: ``targets.x.url``.
+        checked = adapters.OUTBOUND[self.adapter].Config.model_validate(self.adapter_settings())
+        _hide_secrets(self.model_extra or {}, checked)
+        return self
+
     def adapter_settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+def _hide_secrets(raw: dict[str, Any], checked: BaseModel) -> None:
+    """Put the adapter's ``SecretStr`` values into the raw settings, so that no ``repr``, dump or log of the
+    configuration shows a password; everything else stays as the file has it."""
+    for key, value in raw.items():
+        attribute = getattr(checked, key, None)
+        if isinstance(attribute, SecretStr):
+            raw[key] = attribute
+        elif isinstance(attribute, BaseModel) and isinstance(value, dict):
+            _hide_secrets(value, attribute)
+
+
+def _target_name(name: str) -> str:
+    # The name becomes part of idempotency keys and of the file adapter's file names.
+    if not _TARGET_NAME.fullmatch(name):
+        raise ValueError("a target name is 1-64 letters, digits, '.', '_' or '-', and does not start with '.'")
+    return name
+
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+TargetName = Annotated[str, AfterValidator(_target_name)]
 
 
 Pattern = str | list[str]
@@ -206,7 +270,7 @@ class HubConfig(_Model):
     fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
     senders: list[SenderConfig] = []
     operators: list[OperatorConfig] = []
-    targets: dict[str, TargetConfig] = {}
+    targets: dict[TargetName, TargetConfig] = {}
     routes: list[RouteConfig] = Field(
         default_factory=list, description="inline routes for small set-ups; otherwise <rules_dir>/routes.toml"
     )
@@ -225,132 +289,42 @@ class HubConfig(_Model):
 # Loading
 
 
-def _read_secret_files(node: Any, source: str, path: tuple[str | int, ...] = ()) -> Any:
-    """Replace ``<key>_file = "path"`` with ``<key> = <file content>`` anywhere in the tree."""
-    if isinstance(node, list):
-        return [_read_secret_files(v, source, (*path, i)) for i, v in enumerate(node)]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key.endswith("_file") and isinstance(value, str) and key != "_file":
-            plain = key[: -len("_file")]
-            if plain in node:
-                raise ConfigError(f"{source}: {dotted((*path, key))}: give either {plain} or {key}, not both")
-            try:
-                out[plain] = Path(value).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{source}: {dotted((*path, key))}: cannot read secret file {value}: {exc.strerror}"
-                ) from None
-        else:
-            out[key] = _read_secret_files(value, source, (*path, key))
-    return out
-
-
-def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
-    """``XHUB_DATABASE__URL=…`` → ``{"database": {"url": "…"}}``. Values are parsed as TOML when they can be."""
-    tree: dict[str, Any] = {}
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name or name == "XHUB_CONFIG":
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        node = tree
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-    return tree
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def dotted(loc: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """Best-effort line number (1-based) of ``loc`` in TOML ``text``.
-
-    Every ``key = value`` line gets its full path (``[[routes]]`` counts as ``routes[i]``); the line whose
-    path matches the longest prefix of ``loc`` wins, so an error inside an inline table points at its key.
-    """
-    table: list[str | int] = []
-    counters: dict[str, int] = {}
-    best, best_len = None, 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("[["):
-            name = line.strip("[] ")
-            counters[name] = counters.get(name, -1) + 1
-            table = [*name.split("."), counters[name]]
-            path: list[str | int] = list(table)
-        elif line.startswith("["):
-            table = list(line.strip("[] ").split("."))
-            path = list(table)
-        elif "=" in line:
-            path = [*table, *line.split("=", 1)[0].strip().strip('"').split(".")]
-        else:
-            continue
-        common = 0
-        for have, want in zip(path, loc, strict=False):
-            if have != want:
-                break
-            common += 1
-        if common == len(path) and common > best_len:
-            best, best_len = number, common
-    return best
-
-
-def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> HubConfig:
-    """Load and validate the configuration. Raises :class:`ConfigError` with file, key and line."""
+def config_path(path: Path | None = None, env: dict[str, str] | None = None) -> Path | None:
+    """The file :func:`load_config` reads: ``path``, else ``$XHUB_CONFIG``, else ``./hub.toml`` if it exists."""
     env = dict(os.environ if env is None else env)
     if path is None and env.get("XHUB_CONFIG"):
         path = Path(env["XHUB_CONFIG"])
     if path is None and Path("hub.toml").exists():
         path = Path("hub.toml")
+    return path
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> HubConfig:
+    """Load and validate the configuration. Raises :class:`ConfigError` with file, key and line.
+
+    No value is ever quoted in an error: a misplaced secret stays secret.
+    """
+    env = dict(os.environ if env is None else env)
+    path = config_path(path, env)
     text = ""
     data: dict[str, Any] = {}
     source = str(path) if path else "(defaults)"
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    data = _merge(data, _env_overrides(env))
-    data = _read_secret_files(data, source)
+    origins: dict[tuple[str, ...], str] = {}
+    try:
+        if path is not None:
+            data, text = read_toml(path)
+        data = merge(data, env_overrides(env, origins))
+        check_nesting(data, source)
+
+        def where(loc: Loc) -> str:
+            line = locate(text, loc) if text else None
+            return f"{source}:{line}" if line else source
+
+        data = read_secret_files(data, (), origins, where)
+    except FileProblem as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return HubConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("invalid configuration\n  " + "\n  ".join(explain(exc, source, text))) from None
-
-
-def explain(exc: ValidationError, source: str, text: str, prefix: tuple[str | int, ...] = ()) -> list[str]:
-    """One line per problem: ``<file>:<line>: <key path>: <message>`` (the line where it can be found)."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = (*prefix, *err["loc"])
-        # Unions (``"name"`` or ``{target = …}``) report the branch in the path: keep keys the file has.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and p in {"str", "TargetRef", "list[str]"}))
-        line = locate(text, loc) if text else None
-        where = f"{source}:{line}" if line else source
-        lines.append(f"{where}: {dotted(loc)}: {err['msg']}")
-    return lines
+        problems = explain(exc, source, text, origins=origins)
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import threading
-import tomllib
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +30,8 @@ from typing import Any
 from lxml import etree
 from pydantic import TypeAdapter, ValidationError
 
-from hub.config import HubConfig, RetryConfig, RouteConfig, explain, locate
+from hub.config import HubConfig, RetryConfig, RouteConfig
+from hub.configfile import FileProblem, explain, locate, read_toml
 from hub.mapping import Mapping, MappingError, load_mappings
 from hub.models import utcnow
 
@@ -87,6 +87,7 @@ class RuleSet:
     routes: list[RouteConfig]
     mappings: dict[str, Mapping]
     sources: list[str]
+    warnings: list[str] = field(default_factory=list)  # worth an operator's look, but the rules work
     loaded_at: datetime = field(default_factory=utcnow)
     _xpaths: dict[str, etree.XPath] = field(default_factory=dict)
 
@@ -125,11 +126,10 @@ class RuleSet:
 
 
 def _read_routes(path: Path) -> tuple[list[RouteConfig], str]:
-    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError([f"{path}: not valid TOML: {exc}"]) from None
+        data, text = read_toml(path, "routes file")
+    except FileProblem as exc:
+        raise RulesError([str(exc)]) from None
     unknown = sorted(set(data) - {"routes"})
     if unknown:
         line = locate(text, (unknown[0],))
@@ -142,7 +142,9 @@ def _read_routes(path: Path) -> tuple[list[RouteConfig], str]:
 
 
 def _cross_check(routes: list[RouteConfig], config: HubConfig, mappings: dict[str, Mapping], source: str,
-                 text: str) -> tuple[list[str], dict[str, etree.XPath]]:
+                 text: str, unconfigured: list[str] | None) -> tuple[list[str], dict[str, etree.XPath]]:
+    """Problems with the routes; a target missing from the configuration goes to ``unconfigured`` instead
+    when that is a list (``xhub rules check`` without a configuration file)."""
     problems: list[str] = []
     xpaths: dict[str, etree.XPath] = {}
 
@@ -156,7 +158,10 @@ def _cross_check(routes: list[RouteConfig], config: HubConfig, mappings: dict[st
             problems.append(f"{where(i, 'name')}: routes[{i}].name: duplicate route name {route.name!r}")
         seen.add(route.name)
         for j, ref in enumerate(route.targets):
-            if ref.target not in config.targets:
+            if ref.target not in config.targets and unconfigured is not None:
+                unconfigured.append(f"{where(i, 'targets')}: routes[{i}].targets[{j}]: target {ref.target!r} is "
+                                    "not configured here (a hub using these rules must define it in [targets])")
+            elif ref.target not in config.targets:
                 known = ", ".join(sorted(config.targets)) or "none configured in hub.toml"
                 problems.append(f"{where(i, 'targets')}: routes[{i}].targets[{j}]: unknown target {ref.target!r} "
                                 f"(known: {known})")
@@ -176,15 +181,25 @@ def _cross_check(routes: list[RouteConfig], config: HubConfig, mappings: dict[st
     return problems, xpaths
 
 
-def load_rules(config: HubConfig) -> RuleSet:
-    """Load, check and compile routes and mappings. Raises :class:`RulesError` listing every problem."""
+def load_rules(config: HubConfig, *, targets_elsewhere: bool = False) -> RuleSet:
+    """Load, check and compile routes and mappings. Raises :class:`RulesError` listing every problem.
+
+    With ``targets_elsewhere`` (checking a rules folder without the hub's configuration) a route to a
+    target that is not configured is a warning in :attr:`RuleSet.warnings`, not a problem.
+    """
     rules_dir = config.rules_dir
+    warnings: list[str] = []
+    if rules_dir.exists() and not rules_dir.is_dir():
+        raise RulesError([f"{rules_dir}: rules_dir is not a directory"])
+    if not rules_dir.exists() and not config.routes:
+        warnings.append(f"{rules_dir}: rules_dir does not exist and the configuration has no [[routes]]: every "
+                        "message would end in dead (no route)")
     try:
         mappings = load_mappings(rules_dir) if rules_dir.is_dir() else {}
     except MappingError as exc:
         raise RulesError([str(exc)]) from None
     routes_file = rules_dir / ROUTES_FILE
-    if routes_file.is_file():
+    if routes_file.exists() or routes_file.is_symlink():  # not a regular file: refused by the reader
         if config.routes:
             raise RulesError([f"{routes_file}: routes are defined here and in the configuration file; "
                               "keep them in one place"])
@@ -192,10 +207,11 @@ def load_rules(config: HubConfig) -> RuleSet:
         source = str(routes_file)
     else:
         routes, text, source = list(config.routes), "", "configuration [[routes]]"
-    problems, xpaths = _cross_check(routes, config, mappings, source, text)
+    problems, xpaths = _cross_check(routes, config, mappings, source, text, warnings if targets_elsewhere else None)
     if problems:
         raise RulesError(problems)
-    return RuleSet(routes, mappings, [source, *(str(rules_dir / n) for n in sorted(mappings))], _xpaths=xpaths)
+    return RuleSet(routes, mappings, [source, *(str(rules_dir / n) for n in sorted(mappings))], warnings=warnings,
+                   _xpaths=xpaths)
 
 
 class RuleHolder:
@@ -206,6 +222,8 @@ class RuleHolder:
         self._lock = threading.Lock()
         self.current = rules if rules is not None else load_rules(config)
         self.last_error: str | None = None
+        for warning in self.current.warnings:
+            log.warning("rules: %s", warning)
 
     def reload(self) -> RuleSet:
         """Load the rules again. On failure the old ones stay in force and :class:`RulesError` is raised."""
@@ -218,5 +236,7 @@ class RuleHolder:
                 raise
             self.current, self.last_error = fresh, None
         log.info("rules reloaded: %d routes, %d mappings", len(fresh.routes), len(fresh.mappings))
+        for warning in fresh.warnings:
+            log.warning("rules: %s", warning)
         return fresh
 

@@ -5,11 +5,18 @@ HTTP stand-in for the specialist procedures and the hub (API + embedded worker),
 ``samples/`` over the real REST intake, waits for each to reach an end state and prints what happened.
 ``--once`` then exits 0 only if every sample reached the state ``samples.toml`` expects; without it the
 hub keeps running so that you can look around (``xhub -c var/demo/hub.toml messages list``).
+
+The work folder holds tokens, client secrets, private keys and the samples' personal data, so the demo
+runs with umask 077: every folder it creates is 0700 and every file 0600, including the files the
+stand-ins, the emulator and the hub write there, and its own files are created 0600 from the start
+(``os.open``), never chmod-ed afterwards. It only ever deletes a folder it made itself (a marker file says
+so): ``--workdir ~`` is refused, not emptied.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -33,9 +40,10 @@ from hub.sandbox.trade_register import create_trade_register
 from hub.sandbox.vehicle_registry import create_vehicle_registry
 from hub.statemachine import TERMINAL
 
-__all__ = ["run_demo"]
+__all__ = ["DemoError", "run_demo"]
 
 SAMPLES = Path(__file__).with_name("samples")
+MARKER = ".xhub-demo"
 SHIPPED_RULES = Path(__file__).resolve().parents[2] / "mappings"
 STAND_INS: dict[str, Callable[[], FastAPI]] = {
     "trade register": create_trade_register,
@@ -70,10 +78,38 @@ def load_samples() -> list[Sample]:
     return [Sample(**entry) for entry in data["sample"]]
 
 
+class DemoError(Exception):
+    """The demo cannot start; one line for the console."""
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 from the first byte on (it holds secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """An empty work folder, mode 0700. An existing one is only removed when the demo made it."""
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        raise DemoError(f"--workdir {workdir} is not a folder")
+    if workdir.exists():
+        config = workdir / "hub.toml"
+        made_by_demo = ((workdir / MARKER).is_file() or not any(workdir.iterdir())
+                        or (config.is_file() and config.read_bytes().startswith(b"# Written by `xhub demo`")))
+        if not made_by_demo:
+            raise DemoError(f"--workdir {workdir} exists and was not made by `xhub demo`; remove it yourself or "
+                            "choose another folder")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, mode=0o700)
+    write_private(workdir / MARKER, "made by `xhub demo`; the next run deletes this folder\n")
+
+
 def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hash: str, operator_hash: str,
                  extra: str) -> Path:
     path = workdir / "hub.toml"
-    path.write_text(
+    write_private(
+        path,
         f"""# Written by `xhub demo`. Use it to look around: xhub -c {path} messages list
 # The routes and mappings are the shipped ones in {SHIPPED_RULES}.
 rules_dir = "{SHIPPED_RULES}"
@@ -121,7 +157,6 @@ reference_path = "RegistrationNumber"
 adapter = "rest"
 url = "{stand_ins['tax office']}/inbox/gewerbesteuer"
 {extra}""",
-        encoding="utf-8",
     )
     return path
 
@@ -192,10 +227,16 @@ def _print(outcomes: list[Outcome]) -> None:
 
 
 def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int:
-    """Run the demo; returns the process exit code."""
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    """Run the demo; returns the process exit code. Raises :class:`DemoError` when it cannot start."""
+    previous = os.umask(0o077)  # everything the demo and its stand-ins create is for this user only
+    try:
+        prepare_workdir(workdir)
+        return _run(workdir, port, once, timeout)
+    finally:
+        os.umask(previous)
+
+
+def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
     sender_token, operator_token = new_token(), new_token()
     with ExitStack() as stack:
         stand_ins = {name: stack.enter_context(serve_in_thread(factory())) for name, factory in STAND_INS.items()}
@@ -209,10 +250,10 @@ def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int
         engine = open_engine(config)
         app = build_app(config, engine, embedded_worker=True)
         with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
-            (workdir / "endpoints.json").write_text(json.dumps({
+            write_private(workdir / "endpoints.json", json.dumps({
                 "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
                 "stand_ins": stand_ins, "fitconnect": fc.endpoints(), "config": str(config_path),
-            }, indent=2) + "\n", encoding="utf-8")
+            }, indent=2) + "\n")
             print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); stand-ins: "
                   + ", ".join(f"{name} {url}" for name, url in stand_ins.items())
                   + f"; FIT-Connect emulator {fc.url}")

@@ -30,3 +30,22 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
                              "list", "--status", "dead"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 1, listed.stdout + listed.stderr
     assert "token_sha256" in config and "xhub_" not in config  # only hashes in the configuration
+
+
+def test_demo_secrets_are_private(tmp_path: Path) -> None:
+    """Everything under the work folder holds a secret or personal data: folders 0700, files 0600."""
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "--log-level", "warning", "demo", "--once", "--port", "0",
+         "--workdir", str(workdir)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    keys = [p for p in (workdir / "fitconnect-keys").glob("*.jwk.json") if ".pub." not in p.name]
+    assert len(keys) == 2 and (workdir / "endpoints.json").is_file() and (workdir / "hub.toml").is_file()
+    loose = [f"{p.relative_to(workdir)} {oct(p.stat().st_mode & 0o777)}" for p in [workdir, *workdir.rglob("*")]
+             if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert not loose, loose
+    again = subprocess.run(  # a folder the demo did not make is never deleted
+        [sys.executable, "-m", "hub", "demo", "--once", "--port", "0", "--workdir", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "was not made by `xhub demo`" in again.stderr and workdir.is_dir()

@@ -158,14 +158,15 @@ def test_fan_out_partial_failure_redoes_only_the_failed_target(engine: Engine, d
     assert attempts == {"dms": 1, "registry": 2}
 
 
-def test_misconfigured_target_goes_dead_with_a_clear_reason(engine: Engine, db_url: str, tmp_path: Path) -> None:
-    config = hub_config(db_url, tmp_path, targets={"registry": {"adapter": "rest", "url": "ftp://nope"}},
-                        routes=[{"name": "all", "targets": ["registry"]}])
-    message = _submit(engine, XBAU_VALID.read_bytes())
-    _run(config, engine)
-    done = store.get(engine, message.id)
-    assert done is not None and done.status == "dead"
-    assert "targets.registry (rest): url" in (done.last_error or "")
+def test_misconfigured_target_is_refused_before_any_delivery(tmp_path: Path) -> None:
+    """A target whose settings do not fit its adapter stops the configuration from loading (it used to be
+    found at the first delivery, which sent that message to dead)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"targets\.registry\.url\n  String should match pattern"):
+        hub_config(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path, targets={"registry": {"adapter": "rest",
+                                                                                   "url": "ftp://nope"}},
+                   routes=[{"name": "all", "targets": ["registry"]}])
 
 
 def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_errors_name_file_key_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_and_references_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"database\.ulr: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"database\.ulr: unknown key"):
         load_config(write(tmp_path, GOOD.replace("url =", "ulr =")), env={})
     inline = load_config(write(tmp_path, GOOD.replace('targets = ["outbox"]', 'targets = ["dms"]')), env={})
     unknown = r"configuration \[\[routes\]\]: routes\[0\].targets\[0\]: unknown target 'dms'"

@@ -83,7 +83,7 @@ def test_no_match_is_explicit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("broken", "expected"), [
     (ROUTES.replace('targets = ["register"]', 'targets = ["registr"]', 1),
      ":5: routes[0].targets[0]: unknown target"),
-    (ROUTES.replace("message_type =", "mesage_type =", 1), ":4: routes[0].match.mesage_type: Extra inputs"),
+    (ROUTES.replace("message_type =", "mesage_type =", 1), ":4: routes[0].match.mesage_type: unknown key"),
     (ROUTES.replace("count(//x:geschoss) > 3", "count(//x:geschoss >", 1), ":14: routes[2].match.xpath"),
     (ROUTES.replace('name = "vehicles"', 'name = "trade-memmingen"'), ":8: routes[1].name: duplicate route name"),
     (ROUTES + '\n[[routes]]\nname = "late"\ntargets = ["dms"]\n', ":19: routes[3]: 'fallback' matches everything"),
