@@ -67,6 +67,7 @@ _RELEASE_NAME = re.compile(r"^(?P<standard>[A-Za-z][A-Za-z\-]*?)[_\- ]v?(?P<vers
 ENTRY_NAME = "_xoev_hub_entry.xsd"
 MARKER_NAME = ".xoev-hub-install.json"
 _INSTALLER = "xhub schemas add"
+DEFAULT_ZIP_LIMITS = ZipLimits()
 _MARKER_JSON = JsonLimits(max_bytes=64 * 1024, max_depth=4, max_string_chars=4096)
 
 
@@ -318,7 +319,7 @@ def install_bundle(
     standard: str | None = None,
     version: str | None = None,
     replace: bool = False,
-    zip_limits: ZipLimits = ZipLimits(),
+    zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS,
 ) -> Bundle:
     """Install ``source`` (zip or folder) under ``schema_dir`` and return the compiled-once bundle.
 

@@ -9,6 +9,8 @@ PATH`` and the member names and manifest paths of a schema bundle. All of them g
 * :func:`read_regular` opens with ``O_NONBLOCK`` and checks the opened file again (the path may have been
   swapped since it was inspected), refuses it beyond ``max_bytes`` before reading a byte, and never reads
   more than ``max_bytes``;
+* :func:`documents` lists the files of ``xhub validate PATH…``: folders walked without following links
+  out of them, every problem yielded in place of the file so one bad file never stops the others;
 * :func:`relative_name` accepts a relative name only when it cannot leave the folder it is joined to;
 * :func:`show` prints a path on one line whatever its name contains (control characters, bytes that are
   not UTF-8): output stays one line per problem, and a crafted name cannot write to the terminal.
@@ -19,9 +21,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-__all__ = ["PathProblem", "describe_mode", "inspect", "read_regular", "relative_name", "show"]
+__all__ = ["PathProblem", "describe_mode", "documents", "inspect", "read_regular", "relative_name", "show"]
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -165,3 +168,63 @@ def relative_name(name: str, *, what: str = "path") -> PurePosixPath:
         if len(encoded) > _MAX_COMPONENT_BYTES:
             raise ValueError(f"{what} {name[:40]!r}…: a component is longer than {_MAX_COMPONENT_BYTES} bytes")
     return PurePosixPath(*parts)
+
+
+def documents(paths: Iterable[Path], suffix: str = ".xml") -> Iterator[Path | PathProblem]:
+    """The regular files among ``paths`` and, for folders, the ``*<suffix>`` files below them.
+
+    Yields a :class:`PathProblem` instead of a path for anything that cannot be read as a document, and
+    goes on. Folders are walked depth-first in name order without following links to folders; a link to a
+    file is followed only when the file is inside the folder given. Nothing is opened here.
+    """
+    for path in paths:
+        try:
+            mode = inspect(path).st_mode
+        except PathProblem as problem:
+            yield problem
+            continue
+        if stat.S_ISDIR(mode):
+            yield from _walk(path, suffix)
+        elif stat.S_ISREG(mode):
+            yield path
+        else:
+            yield PathProblem(path, f"is {describe_mode(mode)}, not a regular file; not opened")
+
+
+def _walk(top: Path, suffix: str) -> Iterator[Path | PathProblem]:
+    root = top.resolve()
+    stack = [top]
+    while stack:  # iterative: a hostile nesting depth cannot exhaust Python's recursion limit
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield PathProblem(folder, f"cannot list the folder: {_stat_failure(folder, exc).what}")
+            continue
+        folders = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as exc:
+                yield _stat_failure(path, exc)
+                continue
+            if stat.S_ISDIR(mode):
+                folders.append(path)
+            elif entry.name.endswith(suffix):
+                yield _file_in(path, mode, root)
+        stack.extend(reversed(folders))
+
+
+def _file_in(path: Path, mode: int, root: Path) -> Path | PathProblem:
+    if stat.S_ISLNK(mode):
+        try:
+            real = path.resolve(strict=True)
+            mode = os.stat(real).st_mode
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop, before Python 3.13
+            return _stat_failure(path, exc if isinstance(exc, OSError) else OSError(errno.ELOOP, "loop"))
+        if not real.is_relative_to(root):
+            return PathProblem(path, f"symbolic link to {show(real)}, outside {show(root)}; not followed")
+    if not stat.S_ISREG(mode):
+        return PathProblem(path, f"is {describe_mode(mode)}, not a regular file; not opened")
+    return path

@@ -57,7 +57,7 @@ def _included_file(path: Path, root_dir: Path, element: etree._Element, kind: st
     if _SCHEME.match(href) or href.startswith("/"):
         raise SchematronError(f"{where} points outside the bundle (only relative paths inside it are allowed)")
     try:
-        target = (path.parent / href).resolve()
+        target: Path = (path.parent / str(href)).resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise SchematronError(f"{where} cannot be resolved: {exc}") from None
     if not target.is_relative_to(root_dir.resolve()):

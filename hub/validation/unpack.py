@@ -25,7 +25,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from hub.validation.manifest import BundleError
 from hub.validation.paths import PathProblem, describe_mode, relative_name, show
@@ -58,7 +58,7 @@ class _Budget:
         if self.files > self.limits.max_members:
             raise BundleError(f"{self.what}: more than {self.limits.max_members} files")
 
-    def copy(self, src: BinaryIO, out: Path) -> None:
+    def copy(self, src: IO[bytes], out: Path) -> None:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, "wb") as dst:
             while chunk := src.read(_CHUNK):
