@@ -337,7 +337,7 @@ def install_bundle(
         try:
             work, note = _stage(source, staging, zip_limits)
             if (work / MANIFEST_NAME).exists() or (work / MANIFEST_NAME).is_symlink():
-                manifest = read_manifest(work)
+                manifest = read_manifest(work, show(source.name))
             else:
                 manifest = infer_manifest(
                     work, standard=standard, version=version, release_name=show(source.stem), source=note

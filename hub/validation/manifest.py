@@ -105,8 +105,8 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal[1] = 1
-    standard: str = Field(min_length=1)
-    version: str = Field(min_length=1)
+    standard: str
+    version: str
     namespaces: list[str] = Field(min_length=1)
     entry: str
     message_types: list[str] = Field(default_factory=list)
@@ -181,8 +181,11 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _relative_paths(self) -> Manifest:
-        for rel in self.paths():
-            relative_name(rel)
+        named = [("entry", self.entry)] + [("schematron", r) for r in self.schematron]
+        named += [("codelists", r) for r in self.codelists] + [("schema_locations", r) for r in
+                                                                self.schema_locations.values()]
+        for key, rel in named:
+            relative_name(rel, what=f"{key} path")
         return self
 
     def paths(self) -> list[str]:
@@ -195,7 +198,7 @@ class Manifest(BaseModel):
             return HEADER_PROFILES[self.header]
         return {name: tuple(paths) for name, paths in self.header.items()}
 
-    def check_files(self, folder: Path) -> None:
+    def check_files(self, folder: Path, label: str | None = None) -> None:
         """Raise :class:`BundleError` unless every referenced file exists inside ``folder``.
 
         Symbolic links are resolved first: a path that resolves outside the folder is refused. The entry,
@@ -204,7 +207,7 @@ class Manifest(BaseModel):
         root = folder.resolve()
         files = {self.entry, *self.schematron, *self.schema_locations.values()}
         for rel in self.paths():
-            where = f"{folder.name}/{MANIFEST_NAME}: {rel!r}"
+            where = f"{label or folder.name}/{MANIFEST_NAME}: {rel!r}"
             try:
                 target = (root / rel).resolve(strict=True)
             except FileNotFoundError:
@@ -219,23 +222,27 @@ class Manifest(BaseModel):
                 raise BundleError(f"{where} is neither a file nor a folder")
 
 
-def read_manifest(folder: Path) -> Manifest:
-    """Load and check ``folder/bundle.json`` (at most 1 MB, the hub's JSON parser with its limits)."""
+def read_manifest(folder: Path, label: str | None = None) -> Manifest:
+    """Load and check ``folder/bundle.json`` (at most 1 MB, the hub's JSON parser with its limits).
+
+    Errors name ``<label>/bundle.json`` (default: the folder's name).
+    """
     path = folder / MANIFEST_NAME
+    name = label or folder.name
     try:
         data = loads(read_regular(path, MAX_MANIFEST_BYTES, follow=False), _MANIFEST_JSON)
         manifest = Manifest.model_validate(data)
     except PathProblem as exc:
-        raise BundleError(f"{folder.name}/{MANIFEST_NAME}: cannot read: {exc.what}") from None
+        raise BundleError(f"{name}/{MANIFEST_NAME}: cannot read: {exc.what}") from None
     except JsonRejected as exc:
         line = f" (line {exc.line})" if exc.line else ""
-        raise BundleError(f"{folder.name}/{MANIFEST_NAME}: {exc.title}: {exc.detail}{line}") from None
+        raise BundleError(f"{name}/{MANIFEST_NAME}: {exc.title}: {exc.detail}{line}") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()
         )
-        raise BundleError(f"{folder.name}/{MANIFEST_NAME}: {problems}") from None
-    manifest.check_files(folder)
+        raise BundleError(f"{name}/{MANIFEST_NAME}: {problems}") from None
+    manifest.check_files(folder, name)
     return manifest
 
 
