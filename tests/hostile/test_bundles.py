@@ -140,7 +140,8 @@ def test_zip_member_names_are_refused(site: Site, tmp_path: Path, member: str, m
 
 @pytest.mark.parametrize(("mode", "kind"), [(0o120777, "a symbolic link"), (0o010644, "a FIFO"),
                                             (0o020644, "a character device"), (0o060644, "a block device"),
-                                            (0o140644, "a socket")])
+                                            (0o140644, "a socket")], ids=["symlink", "fifo", "chardev",
+                                                                          "blockdev", "socket"])
 def test_zip_members_that_are_not_files_are_refused(site: Site, tmp_path: Path, mode: int, kind: str) -> None:
     archive = _zip(tmp_path, {"r/special.xsd": "/etc/passwd"}, modes={"r/special.xsd": mode})
     _refused(site, archive, f"unsafe member 'r/special.xsd': {kind}")
@@ -302,6 +303,4 @@ def test_cli_subprocess_refuses_the_original_attack_and_uses_the_configured_sche
     good = _xhub(config, "schemas", "add", str(release_folder(tmp_path / "good", "XCli", "1.0")))
     assert good.returncode == 0, good.stderr
     assert f"installed XCli 1.0 into {site.schema_dir / 'xcli-1.0'}" in good.stdout
-    listing = _xhub(config, "schemas", "list")
-    assert "XCli 1.0 [operator]" in listing.stdout and "XBase 1.0 [operator]" in listing.stdout
     site.assert_still_works()

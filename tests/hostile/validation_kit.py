@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import stat
-import threading
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -175,44 +175,56 @@ def make_site(root: Path) -> Site:
     return site
 
 
-class Listener:
-    """A TCP listener on loopback that accepts and counts connections (an attacker's server)."""
+# The attacker's server runs in its own process: Saxon holds the GIL while it runs, so a listener thread
+# in this process could not even accept a connection that an unconfined Saxon makes (it would hang).
+_SERVER = r"""
+import socket, sys
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(64)
+print(sock.getsockname()[1], flush=True)
+with open(sys.argv[1], "a", buffering=1) as log:
+    while True:
+        conn, _ = sock.accept()
+        log.write("connection\n")  # before answering: a client that got an answer is always counted
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nLEAK")
+            except OSError:
+                pass
+"""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+
+class Listener:
+    """A TCP server on loopback (in a child process) that counts connections and answers ``LEAK``."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        log.touch()
+        self.process = subprocess.Popen([sys.executable, "-c", _SERVER, str(log)], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/leak"
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
+    @property
+    def connections(self) -> int:
+        return len(self.log.read_text().splitlines())
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @contextmanager
-def listening() -> Iterator[Listener]:
-    listener = Listener()
+def listening(log: Path) -> Iterator[Listener]:
+    listener = Listener(log)
     try:
         yield listener
     finally:
