@@ -21,7 +21,8 @@ from hub.validation.detection import HeaderXPath
 from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest
 from hub.validation.report import Finding, Severity
 from hub.validation.resolver import BundleResolver, schema_parser
-from hub.validation.schematron import SchematronError, SchematronRules, SchematronUnavailable, saxon_available
+from hub.validation.saxon import SchematronUnavailable, saxon_available
+from hub.validation.schematron import SchematronError, SchematronRules
 
 __all__ = ["DEFAULT_OPERATOR_DIR", "Bundle", "CompiledBundle", "default_schema_dirs", "load_bundles",
            "shipped_schema_dir"]

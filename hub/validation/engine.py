@@ -22,7 +22,8 @@ from hub.validation.bundles import Bundle, load_bundles
 from hub.validation.detection import HEADER_PROFILES, detect_known, extract_header, split_tag
 from hub.validation.manifest import BundleError
 from hub.validation.report import Finding, Report
-from hub.validation.schematron import SchematronError, SchematronIncomplete, SchematronUnavailable
+from hub.validation.saxon import SchematronUnavailable
+from hub.validation.schematron import SchematronError, SchematronIncomplete
 from hub.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse
 
 __all__ = ["ValidationEngine"]

@@ -344,7 +344,7 @@ def install_bundle(
                 )
                 write_manifest(work, manifest)
             name = bundle_folder_name(manifest.standard, manifest.version)
-            Bundle(work, manifest, "operator").compiled()  # refuse a bundle that does not compile
+            compiled = Bundle(work, manifest, "operator").compiled()  # refuse a bundle that does not compile
             _write_marker(work, name, manifest, note)
             target = schema_dir / name
             _place(work, target, staging, replace=replace)
@@ -354,4 +354,5 @@ def install_bundle(
             raise BundleError(f"install into {show(schema_dir)} failed: {exc.strerror or exc}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return Bundle(target, read_manifest(target), "operator")
+    # The compiled checks live in memory and do not depend on the folder's name: keep them.
+    return Bundle(target, read_manifest(target), "operator", compiled)

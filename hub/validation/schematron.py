@@ -39,14 +39,14 @@ same findings (``tests/unit/validation/test_schematron_hybrid.py`` compares both
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
-from hub.validation.confinement import SAXON_FEATURES, screen
+from hub.validation.confinement import screen
 from hub.validation.report import Finding, Severity
+from hub.validation.saxon import SchematronUnavailable, processor, saxon_available, saxon_lock
 from hub.validation.schematron_lxml import LxmlRules
 from hub.validation.schematron_source import (
     SCH,
@@ -244,46 +244,6 @@ def compile_schematron(path: Path, bundle_dir: Path) -> str:
 
 # --- running --------------------------------------------------------------------------------------
 
-_saxon_lock = threading.Lock()
-_saxon_state: dict[str, object] = {}
-
-
-class SchematronUnavailable(SchematronError):
-    """Saxon cannot run in this process (saxonche not importable, or it failed to start).
-
-    Not a fault of the rules or of the document: the rules simply did not run, so the verdict can only
-    be ``not_checked``. ``str()`` is the reason, with the cause's type.
-    """
-
-
-def saxon_available() -> bool:
-    """True when saxonche can be imported (a native wheel: a broken install must not pass as "valid")."""
-    try:
-        import saxonche  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _processor() -> object:
-    """The sandboxed Saxon processor of this process; raises :class:`SchematronUnavailable`."""
-    # One Saxon processor per process; a forked worker must not reuse its parent's (GraalVM isolate).
-    if _saxon_state.get("pid") != os.getpid():
-        try:
-            from saxonche import PySaxonApiError, PySaxonProcessor
-        except ImportError as exc:
-            raise SchematronUnavailable(f"saxonche cannot be imported ({type(exc).__name__}: {exc})") from None
-        try:
-            proc = PySaxonProcessor(license=False)
-            for feature, value in SAXON_FEATURES.items():
-                proc.set_configuration_property(feature, value)
-        except (PySaxonApiError, RuntimeError, OSError, MemoryError, ValueError) as exc:
-            raise SchematronUnavailable(f"Saxon failed to start ({type(exc).__name__}: {exc})") from None
-        _saxon_state["proc"] = proc
-        _saxon_state["pid"] = os.getpid()
-    return _saxon_state["proc"]
-
-
 @dataclass(frozen=True)
 class _Failure:
     rule: str
@@ -326,9 +286,9 @@ class SchematronRules:
         schemas = [load_screened(f, bundle_dir) for f in files]
         sources = [_Compiler(s, f.name).compile() for s, f in zip(schemas, files, strict=True)]
         self._lxml = [LxmlRules(s, f.name) for s, f in zip(schemas, files, strict=True)]
-        with _saxon_lock:
-            proc = _processor()
-            from saxonche import PySaxonApiError  # importable: _processor() succeeded
+        with saxon_lock:
+            proc = processor()
+            from saxonche import PySaxonApiError  # importable: processor() succeeded
 
             xslt = proc.new_xslt30_processor()  # type: ignore[attr-defined]
             self._executables = []
@@ -342,10 +302,10 @@ class SchematronRules:
     def _run(self, text: str, files: list[int]) -> dict[int, list[_Failure]]:
         from saxonche import PySaxonApiError
 
-        with _saxon_lock:
+        with saxon_lock:
             if self._pid != os.getpid():
                 raise SchematronError("Schematron rules were compiled in another process")
-            proc = _processor()
+            proc = processor()
             try:
                 node = proc.parse_xml(xml_text=text)  # type: ignore[attr-defined]
                 outputs = {i: self._executables[i].transform_to_string(xdm_node=node) for i in files}

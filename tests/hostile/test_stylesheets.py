@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from hub import store
 from hub.mapping import MappingError, MappingFailed
 from hub.mapping.mapping import load_mapping
-from hub.validation import ValidationEngine, schematron
+from hub.validation import ValidationEngine, saxon, schematron
 from hub.validation.bundles import Bundle
 from hub.validation.install import install_bundle
 from hub.validation.manifest import BundleError, read_manifest
@@ -261,7 +261,7 @@ def test_saxon_failing_to_start_gives_not_checked(site: Site, monkeypatch: pytes
         raise RuntimeError("GraalVM isolate could not be created")
 
     monkeypatch.setattr(saxonche, "PySaxonProcessor", fail)
-    monkeypatch.setattr(schematron, "_saxon_state", {})
+    monkeypatch.setattr(saxon, "_saxon_state", {})
     report = _fresh_base(site).validate(document(site.base_namespace, "verboten"))
     assert report.verdict == "not_checked"
     assert report.reason == ("Schematron rules of XBase 1.0 not checked: Saxon failed to start "
