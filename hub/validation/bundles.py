@@ -154,8 +154,14 @@ def load_bundles(dirs: list[Path]) -> tuple[list[Bundle], list[str]]:
     for index, directory in enumerate(dirs):
         if not directory.is_dir():
             continue
-        found = (p for p in directory.iterdir() if not p.name.startswith(".") and (p / MANIFEST_NAME).is_file())
-        for folder in sorted(found):
+        try:
+            found = sorted(
+                p for p in directory.iterdir() if not p.name.startswith(".") and (p / MANIFEST_NAME).is_file()
+            )
+        except OSError as exc:
+            problems.append(f"{directory}: cannot list the schema folder: {exc.strerror or exc}")
+            continue
+        for folder in found:
             try:
                 manifest = read_manifest(folder)
             except BundleError as exc:

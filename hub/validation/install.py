@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
-from hub.validation.bundles import Bundle
+from hub.validation.bundles import Bundle, CompiledBundle
 from hub.validation.codelists import is_genericode_file
 from hub.validation.detection import detect_known
 from hub.validation.manifest import (
@@ -332,27 +332,42 @@ def install_bundle(
         except ValueError as exc:
             raise BundleError(f"{option}: {exc}") from None
     _prepare_schema_dir(schema_dir)
-    with _exclusive(schema_dir):
-        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=schema_dir))
-        try:
-            work, note = _stage(source, staging, zip_limits)
-            if (work / MANIFEST_NAME).exists() or (work / MANIFEST_NAME).is_symlink():
-                manifest = read_manifest(work, show(source.name))
-            else:
-                manifest = infer_manifest(
-                    work, standard=standard, version=version, release_name=show(source.stem), source=note
-                )
-                write_manifest(work, manifest)
-            name = bundle_folder_name(manifest.standard, manifest.version)
-            compiled = Bundle(work, manifest, "operator").compiled()  # refuse a bundle that does not compile
-            _write_marker(work, name, manifest, note)
-            target = schema_dir / name
-            _place(work, target, staging, replace=replace)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise BundleError(f"{show(schema_dir)}: no space left on the device") from None
-            raise BundleError(f"install into {show(schema_dir)} failed: {exc.strerror or exc}") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with _exclusive(schema_dir):
+            staging = Path(tempfile.mkdtemp(prefix=".install-", dir=schema_dir))
+            try:
+                target, compiled = _install(source, staging, schema_dir, standard, version, replace, zip_limits)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:  # the file system refused something the checks above let through
+        if exc.errno == errno.ENOSPC:
+            raise BundleError(f"{show(schema_dir)}: no space left on the device") from None
+        raise BundleError(f"install into {show(schema_dir)} failed: {exc.strerror or exc}") from None
     # The compiled checks live in memory and do not depend on the folder's name: keep them.
     return Bundle(target, read_manifest(target), "operator", compiled)
+
+
+def _install(
+    source: Path,
+    staging: Path,
+    schema_dir: Path,
+    standard: str | None,
+    version: str | None,
+    replace: bool,
+    zip_limits: ZipLimits,
+) -> tuple[Path, CompiledBundle]:
+    """Stage, read or infer the manifest, compile, mark and place; the target folder and the checks."""
+    work, note = _stage(source, staging, zip_limits)
+    if (work / MANIFEST_NAME).exists() or (work / MANIFEST_NAME).is_symlink():
+        manifest = read_manifest(work, show(source.name))
+    else:
+        manifest = infer_manifest(
+            work, standard=standard, version=version, release_name=show(source.stem), source=note
+        )
+        write_manifest(work, manifest)
+    name = bundle_folder_name(manifest.standard, manifest.version)
+    compiled = Bundle(work, manifest, "operator").compiled()  # refuse a bundle that does not compile
+    _write_marker(work, name, manifest, note)
+    target = schema_dir / name
+    _place(work, target, staging, replace=replace)
+    return target, compiled

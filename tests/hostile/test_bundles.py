@@ -29,7 +29,16 @@ import pytest
 from hub.validation.install import MARKER_NAME, install_bundle
 from hub.validation.manifest import BundleError
 from hub.validation.unpack import ZipLimits
-from tests.hostile.validation_kit import Site, make_site, release_folder, release_zip, snapshot, xsd
+from tests.hostile.validation_kit import (
+    Site,
+    as_nobody,
+    make_site,
+    release_folder,
+    release_zip,
+    snapshot,
+    world_folder,
+    xsd,
+)
 from tests.support import ROOT
 
 
@@ -275,6 +284,19 @@ def test_schema_dir_that_is_a_file_is_refused(site: Site, tmp_path: Path) -> Non
     with pytest.raises(BundleError, match="exists and is not a folder"):
         install_bundle(release_folder(tmp_path / "r", "XBase", "2.0"), site.db)
     assert snapshot(site.root) == before
+    site.assert_still_works()
+
+
+def test_schema_dir_without_write_permission_is_refused(site: Site, tmp_path: Path) -> None:
+    with world_folder() as folder:
+        schema_dir = folder / "schemas"
+        schema_dir.mkdir(mode=0o755)
+        release = release_folder(tmp_path / "r", "XBase", "2.0")
+        before = snapshot(site.root)
+        with as_nobody(), pytest.raises(BundleError, match=f"install into {schema_dir} failed: Permission denied"):
+            install_bundle(release, schema_dir)
+        assert list(schema_dir.iterdir()) == []
+        assert snapshot(site.root) == before
     site.assert_still_works()
 
 

@@ -21,7 +21,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from typer.testing import CliRunner
 
 import hub.cli
 from hub.validation.cli import main_app
-from tests.hostile.validation_kit import SECRET, Site, as_nobody, document, make_site, snapshot
+from tests.hostile.validation_kit import SECRET, Site, as_nobody, document, make_site, snapshot, world_folder
 from tests.support import ROOT
 
 runner = CliRunner()
@@ -130,16 +129,8 @@ def test_huge_file_is_refused_before_reading(site: Site, tmp_path: Path) -> None
 
 @pytest.fixture
 def world_dir() -> Iterator[Path]:
-    """A folder ``nobody`` can enter (pytest's tmp folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="xhub-hostile-"))
-    folder.chmod(0o755)
-    try:
+    with world_folder() as folder:
         yield folder
-    finally:
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.chmod(0o700)
-            path.rmdir() if path.is_dir() else path.unlink()
-        folder.rmdir()
 
 
 def test_unreadable_file_and_folder_are_named(site: Site, world_dir: Path) -> None:
@@ -161,6 +152,20 @@ def test_unreadable_file_and_folder_are_named(site: Site, world_dir: Path) -> No
         f"error: {closed}: cannot list the folder: permission denied",
     ]
     assert snapshot(site.root) == before
+    assert _run(site, _good(site))[0] == 0
+
+
+def test_unreadable_schema_dir_is_a_warning_not_a_crash(site: Site, world_dir: Path) -> None:
+    schemas = world_dir / "schemas"
+    schemas.mkdir(mode=0o700)
+    message = world_dir / "m.xml"
+    message.write_bytes(document(site.base_namespace))
+    message.chmod(0o644)
+    with as_nobody():
+        result = runner.invoke(main_app, ["validate", "--schema-dir", str(schemas), str(message)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"warning: {schemas}: cannot list the schema folder: Permission denied"]
+    assert "m.xml: not_checked | unknown document" in result.stdout
     assert _run(site, _good(site))[0] == 0
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,6 +230,20 @@ def listening(log: Path) -> Iterator[Listener]:
         yield listener
     finally:
         listener.close()
+
+
+@contextmanager
+def world_folder() -> Iterator[Path]:
+    """A folder ``nobody`` can enter (pytest's tmp folders are private to root); removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="xhub-hostile-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        for path in sorted(folder.rglob("*"), reverse=True):
+            path.chmod(0o700)
+            path.rmdir() if path.is_dir() else path.unlink()
+        folder.rmdir()
 
 
 @contextmanager
