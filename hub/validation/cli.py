@@ -48,14 +48,16 @@ def _schema_dir(option: Path | None) -> Path:
 
 
 def _text(file: Path, report: Report) -> str:
-    lines = [f"{show(file)}: {report.summary()}"]
+    # Messages can quote the document (an XSD error names the bad value): escaped, so that a value with a
+    # line break cannot forge an output line.
+    lines = [f"{show(file)}: {show(report.summary())}"]
     for f in report.findings:
         where = " ".join(
             p
             for p in (f"line {f.line}" if f.line else "", f.path or "", f"[{f.rule}]" if f.rule else "")
             if p
         )
-        lines.append(f"    {f.severity}: {f.message}" + (f" ({where})" if where else ""))
+        lines.append(f"    {f.severity}: {show(f.message)}" + (f" ({show(where)})" if where else ""))
     return "\n".join(lines)
 
 

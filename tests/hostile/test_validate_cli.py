@@ -241,6 +241,20 @@ def test_hostile_content_is_invalid_not_a_crash(site: Site, tmp_path: Path, body
     assert f"m.xml: invalid | unknown document | {title}" in out
 
 
+def test_document_values_cannot_forge_output_lines(site: Site, tmp_path: Path) -> None:
+    """libxml2 quotes a bad value in its XSD message: a line break in it must not start a new line."""
+    sample = next((ROOT / "tests" / "fixtures" / "xoev" / "xgewerbesteuer-1.4").glob("*2021-01-15*.xml"))
+    forged = "x\nforged.xml: valid\n"
+    body = sample.read_bytes().replace(b"<bescheidDatum>2021-01-15<", f"<bescheidDatum>{forged}<".encode(), 1)
+    (tmp_path / "m.xml").write_bytes(body)
+    out = _check(site, [tmp_path / "m.xml"], 1, [])
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{tmp_path}/m.xml: invalid | XGewerbesteuer 1.4")
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert any("x\\nforged.xml: valid\\n" in line for line in lines)
+    assert not any(line.startswith("forged.xml") for line in lines)
+
+
 def test_bad_format_is_a_usage_error(site: Site) -> None:
     _check(site, ["--format", "yaml", _good(site)], 2, ["error: --format must be 'text' or 'json', not 'yaml'"])
 
