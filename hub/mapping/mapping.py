@@ -256,7 +256,7 @@ def _stylesheet(compiler: Compiler, folder: Path, name: object, params: object) 
             compiler.fail(("params", key), str(exc))
     lines = {key: compiler.lines.line(("params", key)) for key in params}
     lines[""] = compiler.lines.line(("mapping", "xslt"))
-    return Stylesheet(path, templates, mapping_file=compiler.file, param_lines=lines)
+    return Stylesheet(path, templates, mapping_file=compiler.file, param_lines=lines, folder=folder)
 
 
 def load_mappings(directory: Path) -> dict[str, Mapping]:

@@ -21,7 +21,8 @@ from hub.validation.detection import HeaderXPath
 from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest
 from hub.validation.report import Finding, Severity
 from hub.validation.resolver import BundleResolver, schema_parser
-from hub.validation.schematron import SchematronError, SchematronRules, saxon_available
+from hub.validation.saxon import SchematronUnavailable, saxon_available
+from hub.validation.schematron import SchematronError, SchematronRules
 
 __all__ = ["DEFAULT_OPERATOR_DIR", "Bundle", "CompiledBundle", "default_schema_dirs", "load_bundles",
            "shipped_schema_dir"]
@@ -42,7 +43,6 @@ def default_schema_dirs(operator_dir: Path = DEFAULT_OPERATOR_DIR) -> list[Path]
     return [shipped_schema_dir(), operator_dir]
 
 
-
 def _xsd_severity(entry: etree._LogEntry) -> Severity:
     return "warning" if entry.level_name == "WARNING" else "error"
 
@@ -56,6 +56,9 @@ class CompiledBundle:
     schematron: SchematronRules | None
     header_xpath: HeaderXPath | None = None  # the header of schema-valid documents, when the manifest has it
     notes: list[Finding] = field(default_factory=list)
+    # Why the bundle's Schematron rules cannot run in this process (Saxon missing or not starting): the
+    # engine then reports "not_checked" for documents that passed the XSD, never "valid".
+    schematron_unavailable: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_xsd(self, root: etree._Element) -> list[Finding]:
@@ -124,37 +127,41 @@ class Bundle:
             codelists = CodeListSet.from_paths(folder / rel for rel in manifest.codelists)
         except CodeListError as exc:
             raise BundleError(f"{self.name}: {exc}") from None
-        notes: list[Finding] = []
         rules: SchematronRules | None = None
+        unavailable: str | None = None
         if manifest.schematron:
-            if saxon_available():
-                try:
-                    rules = SchematronRules([folder / rel for rel in manifest.schematron], folder)
-                except SchematronError as exc:
-                    raise BundleError(f"{self.name}: {exc}") from None
-            else:
-                notes.append(
-                    Finding(
-                        "warning",
-                        f"Schematron rules of {self.name} not applied: saxonche is not installed",
-                        rule="schematron",
-                    )
-                )
+            try:
+                if not saxon_available():
+                    raise SchematronUnavailable("saxonche is not installed")
+                rules = SchematronRules([folder / rel for rel in manifest.schematron], folder)
+            except SchematronUnavailable as exc:
+                unavailable = f"Schematron rules of {self.name} not checked: {exc}"
+            except SchematronError as exc:
+                raise BundleError(f"{self.name}: {exc}") from None
+        notes = [Finding("warning", unavailable, rule="schematron")] if unavailable else []
         header_xpath = HeaderXPath(manifest.header_xpath, manifest.prefixes) if manifest.header_xpath else None
-        return CompiledBundle(schema, codelists, rules, header_xpath, notes)
+        return CompiledBundle(schema, codelists, rules, header_xpath, notes, schematron_unavailable=unavailable)
 
 
 def load_bundles(dirs: list[Path]) -> tuple[list[Bundle], list[str]]:
     """All bundles under ``dirs`` (missing dirs are skipped) and a list of problems, one per bad bundle.
 
-    The origin is ``"shipped"`` for the first dir and ``"operator"`` for the others.
+    The origin is ``"shipped"`` for the first dir and ``"operator"`` for the others. Folders whose name
+    starts with ``.`` are skipped: ``xhub schemas add`` stages and replaces bundles there.
     """
     bundles: list[Bundle] = []
     problems: list[str] = []
     for index, directory in enumerate(dirs):
         if not directory.is_dir():
             continue
-        for folder in sorted(p for p in directory.iterdir() if (p / MANIFEST_NAME).is_file()):
+        try:
+            found = sorted(
+                p for p in directory.iterdir() if not p.name.startswith(".") and (p / MANIFEST_NAME).is_file()
+            )
+        except OSError as exc:
+            problems.append(f"{directory}: cannot list the schema folder: {exc.strerror or exc}")
+            continue
+        for folder in found:
             try:
                 manifest = read_manifest(folder)
             except BundleError as exc:

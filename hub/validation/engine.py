@@ -22,6 +22,7 @@ from hub.validation.bundles import Bundle, load_bundles
 from hub.validation.detection import HEADER_PROFILES, detect_known, extract_header, split_tag
 from hub.validation.manifest import BundleError
 from hub.validation.report import Finding, Report
+from hub.validation.saxon import SchematronUnavailable
 from hub.validation.schematron import SchematronError, SchematronIncomplete
 from hub.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse
 
@@ -113,13 +114,18 @@ class ValidationEngine:
             fast_header = compiled.header_xpath if xsd_ok else None
             report.header = fast_header(root) if fast_header else extract_header(root, bundle.header_paths)
             findings.extend(compiled.codelists.check(root))
-            if compiled.schematron is not None:
+            if compiled.schematron_unavailable is not None:
+                if xsd_ok:  # the rules did not run: never "valid" (invalid findings above still count)
+                    incomplete = compiled.schematron_unavailable
+            elif compiled.schematron is not None:
                 if xsd_ok:
                     try:
                         findings.extend(compiled.schematron.check(root))
                     except SchematronIncomplete as exc:  # some rule failed on this document, the rest ran
                         findings.extend(exc.findings)
                         incomplete = exc.reason
+                    except SchematronUnavailable as exc:  # Saxon did not start in this (forked) process
+                        incomplete = f"Schematron rules of {bundle.name} not checked: {exc}"
                 else:
                     findings.append(
                         Finding(

@@ -13,41 +13,62 @@ inferred from the XSDs:
 * ``*.sch`` files become the Schematron list, genericode files the code lists;
 * standard and version come from the caller, else from a known namespace, else from the release name.
 
-Nothing is written to the schema directory until the new bundle compiles: it is assembled in a
-temporary folder beside the target and renamed into place.
+Nothing is written to the schema directory until the new bundle compiles. The release is brought into a
+staging folder (``<schema-dir>/.install-…``, same file system) by :mod:`hub.validation.unpack`, which
+lets only checked names, regular files and folders through; the manifest's names and paths are checked
+(:mod:`hub.validation.manifest`); the bundle is compiled; then it is renamed into place in one step.
+The hub writes an install marker (``.xoev-hub-install.json``) into every folder it installs. With
+``--replace`` the old folder is renamed into the staging folder, the new one renamed in, and the staging
+folder removed; a folder without the marker (anything the hub did not install) is never touched. One
+install at a time per schema directory (an exclusive ``flock`` on the directory). A failed install
+removes its staging folder and changes nothing else.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import fcntl
+import json
+import os
 import re
 import shutil
+import stat
 import tempfile
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from hub.validation.bundles import Bundle
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
+from hub.validation.bundles import Bundle, CompiledBundle
 from hub.validation.codelists import is_genericode_file
 from hub.validation.detection import detect_known
-from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest, write_manifest
+from hub.validation.manifest import (
+    MANIFEST_NAME,
+    BundleError,
+    Manifest,
+    bundle_folder_name,
+    check_standard,
+    check_version,
+    read_manifest,
+    write_manifest,
+)
+from hub.validation.paths import PathProblem, describe_mode, inspect, read_regular, show
+from hub.validation.unpack import ZipLimits, copy_folder, unpack_zip
 
-__all__ = ["ZipLimits", "infer_manifest", "install_bundle"]
+__all__ = ["MARKER_NAME", "ZipLimits", "infer_manifest", "install_bundle"]
 
 XS = "http://www.w3.org/2001/XMLSchema"
 _MESSAGE_NAME = re.compile(r"^[\w-]+(?:\.[\w-]+)*\.\d{4}$")
-_RELEASE_NAME = re.compile(r"^(?P<standard>[A-Za-z][A-Za-z.\-]*?)[_\- ]v?(?P<version>\d+(?:[._]\d+)*)")
+_RELEASE_NAME = re.compile(r"^(?P<standard>[A-Za-z][A-Za-z\-]*?)[_\- ]v?(?P<version>\d+(?:[._]\d+)*)")
 ENTRY_NAME = "_xoev_hub_entry.xsd"
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """Bounds for unpacking an operator's zip (a zip bomb must not fill the disk)."""
-
-    max_members: int = 5000
-    max_total_bytes: int = 300 * 1024 * 1024
+MARKER_NAME = ".xoev-hub-install.json"
+_INSTALLER = "xhub schemas add"
+DEFAULT_ZIP_LIMITS = ZipLimits()
+_MARKER_JSON = JsonLimits(max_bytes=64 * 1024, max_depth=4, max_string_chars=4096)
 
 
 @dataclass
@@ -160,6 +181,11 @@ def infer_manifest(
     )
     if not standard or not version:
         raise BundleError(f"{release_name}: cannot tell standard and version; pass --standard and --version")
+    try:
+        check_standard(standard)
+        check_version(version)
+    except ValueError as exc:
+        raise BundleError(f"{release_name}: {exc}; pass --standard and --version") from None
     by_name: dict[str, list[Path]] = {}
     for info in infos:
         by_name.setdefault(info.path.name, []).append(info.path)
@@ -186,38 +212,104 @@ def infer_manifest(
     )
 
 
-def _extract_zip(archive: Path, target: Path, limits: ZipLimits) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            if len(members) > limits.max_members:
-                raise BundleError(f"{archive.name}: more than {limits.max_members} files")
-            if sum(m.file_size for m in members) > limits.max_total_bytes:
-                raise BundleError(f"{archive.name}: unpacks to more than {limits.max_total_bytes} bytes")
-            for member in members:
-                rel = PurePosixPath(member.filename)
-                if (
-                    rel.is_absolute()
-                    or ".." in rel.parts
-                    or (member.external_attr >> 16) & 0o170000 == 0o120000
-                ):
-                    raise BundleError(f"{archive.name}: unsafe member {member.filename!r}")
-                out = target.joinpath(*rel.parts)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, out.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{archive.name}: not a zip file: {exc}") from None
-
-
 def _single_top(folder: Path) -> Path:
     # Releases often wrap everything in one top folder; the bundle starts there.
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+@contextmanager
+def _exclusive(schema_dir: Path) -> Iterator[None]:
+    """One install at a time per schema directory: an exclusive, non-blocking flock on the directory."""
+    fd = os.open(schema_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(f"{show(schema_dir)}: another 'xhub schemas add' is running there") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _prepare_schema_dir(schema_dir: Path) -> None:
+    try:
+        schema_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BundleError(f"{show(schema_dir)}: exists and is not a folder") from None
+    except OSError as exc:
+        raise BundleError(f"{show(schema_dir)}: cannot create the schema folder: {exc.strerror}") from None
+    if not schema_dir.is_dir():
+        raise BundleError(f"{show(schema_dir)}: is not a folder")
+
+
+def _stage(source: Path, staging: Path, zip_limits: ZipLimits) -> tuple[Path, str]:
+    """Bring the release into ``staging``; the folder where the bundle starts, and a note for the manifest."""
+    try:
+        mode = inspect(source).st_mode
+    except PathProblem as exc:
+        raise BundleError(str(exc)) from None
+    work = staging / "bundle"
+    if stat.S_ISDIR(mode):
+        copy_folder(source, work, zip_limits)
+        return work, show(source.name)
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"{show(source)}: is {describe_mode(mode)}; give a zip file or a folder")
+    work.mkdir()
+    digest = unpack_zip(source, work, zip_limits)
+    return _single_top(work), f"{show(source.name)} sha256:{digest}"
+
+
+def _write_marker(folder: Path, name: str, manifest: Manifest, note: str) -> None:
+    marker = {
+        "installed_by": _INSTALLER,
+        "folder": name,
+        "standard": manifest.standard,
+        "version": manifest.version,
+        "from": note,
+        "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = folder / MARKER_NAME
+    path.unlink(missing_ok=True)  # a marker shipped inside the release is never trusted
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(marker, indent=2, ensure_ascii=False) + "\n")
+
+
+def _installed_by_hub(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder (not a link) carrying the marker the hub wrote for this name."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        marker = loads(read_regular(folder / MARKER_NAME, _MARKER_JSON.max_bytes, follow=False), _MARKER_JSON)
+    except (OSError, PathProblem, JsonRejected):
+        return False
+    return isinstance(marker, dict) and marker.get("installed_by") == _INSTALLER and marker.get(
+        "folder"
+    ) == folder.name
+
+
+def _place(work: Path, target: Path, staging: Path, *, replace: bool) -> None:
+    """Rename ``work`` to ``target``; with ``replace``, move a hub-installed ``target`` into ``staging``."""
+    try:
+        os.lstat(target)
+    except FileNotFoundError:
+        os.rename(work, target)  # the lock makes "absent" still true here
+        return
+    if not replace:
+        raise BundleError(f"{show(target)} exists; use --replace to overwrite it")
+    if not _installed_by_hub(target):
+        raise BundleError(
+            f"{show(target)} exists but was not installed by '{_INSTALLER}' (no install marker {MARKER_NAME}); "
+            "--replace only replaces what the hub installed: move it away yourself"
+        )
+    old = staging / "replaced"
+    os.rename(target, old)
+    try:
+        os.rename(work, target)
+    except OSError:
+        os.rename(old, target)
+        raise
 
 
 def install_bundle(
@@ -227,38 +319,55 @@ def install_bundle(
     standard: str | None = None,
     version: str | None = None,
     replace: bool = False,
-    zip_limits: ZipLimits = ZipLimits(),
+    zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS,
 ) -> Bundle:
-    """Install ``source`` (zip or folder) under ``schema_dir`` and return the compiled-once bundle."""
-    if not source.exists():
-        raise BundleError(f"{source}: no such file or folder")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
-    schema_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=schema_dir))
+    """Install ``source`` (zip or folder) under ``schema_dir`` and return the compiled-once bundle.
+
+    Raises :class:`BundleError` with one line naming what is wrong; nothing is left behind then.
+    """
+    for option, value, check in (("--standard", standard, check_standard), ("--version", version, check_version)):
+        try:
+            if value is not None:
+                check(value)
+        except ValueError as exc:
+            raise BundleError(f"{option}: {exc}") from None
+    _prepare_schema_dir(schema_dir)
     try:
-        work = staging / "bundle"
-        if source.is_file():
-            work.mkdir()
-            _extract_zip(source, work, zip_limits)
-            work = _single_top(work)
-        else:
-            shutil.copytree(source, work, symlinks=False)
-        note = f"{source.name}" + (f" sha256:{digest}" if digest else "")
-        if (work / MANIFEST_NAME).is_file():
-            manifest = read_manifest(work)
-        else:
-            manifest = infer_manifest(
-                work, standard=standard, version=version, release_name=source.stem, source=note
-            )
-            write_manifest(work, manifest)
-        bundle = Bundle(work, manifest, "operator")
-        bundle.compiled()  # refuse a bundle that does not compile, before it is visible
-        target = schema_dir / _slug(f"{manifest.standard}-{manifest.version}")
-        if target.exists():
-            if not replace:
-                raise BundleError(f"{target} exists; use --replace to overwrite it")
-            shutil.rmtree(target)
-        work.rename(target)
-        return Bundle(target, read_manifest(target), "operator")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with _exclusive(schema_dir):
+            staging = Path(tempfile.mkdtemp(prefix=".install-", dir=schema_dir))
+            try:
+                target, compiled = _install(source, staging, schema_dir, standard, version, replace, zip_limits)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:  # the file system refused something the checks above let through
+        if exc.errno == errno.ENOSPC:
+            raise BundleError(f"{show(schema_dir)}: no space left on the device") from None
+        raise BundleError(f"install into {show(schema_dir)} failed: {exc.strerror or exc}") from None
+    # The compiled checks live in memory and do not depend on the folder's name: keep them.
+    return Bundle(target, read_manifest(target), "operator", compiled)
+
+
+def _install(
+    source: Path,
+    staging: Path,
+    schema_dir: Path,
+    standard: str | None,
+    version: str | None,
+    replace: bool,
+    zip_limits: ZipLimits,
+) -> tuple[Path, CompiledBundle]:
+    """Stage, read or infer the manifest, compile, mark and place; the target folder and the checks."""
+    work, note = _stage(source, staging, zip_limits)
+    if (work / MANIFEST_NAME).exists() or (work / MANIFEST_NAME).is_symlink():
+        manifest = read_manifest(work, show(source.name))
+    else:
+        manifest = infer_manifest(
+            work, standard=standard, version=version, release_name=show(source.stem), source=note
+        )
+        write_manifest(work, manifest)
+    name = bundle_folder_name(manifest.standard, manifest.version)
+    compiled = Bundle(work, manifest, "operator").compiled()  # refuse a bundle that does not compile
+    _write_marker(work, name, manifest, note)
+    target = schema_dir / name
+    _place(work, target, staging, replace=replace)
+    return target, compiled

@@ -20,6 +20,11 @@ only translates the Schematron structure into a stylesheet, following the ISO sk
 Abstract patterns (``sch:pattern[@abstract]``) and phases other than ``#ALL`` are refused at load time
 with :class:`SchematronError`: no XÖV bundle here uses them, and ignoring them would report wrong results.
 
+Installed rules are untrusted code: :mod:`hub.validation.confinement` screens every file when it is
+loaded, and the Saxon processor runs with no access to any URI and no external functions. When Saxon
+cannot be imported or cannot start, :class:`SchematronUnavailable` says so, and the engine reports
+``not_checked``: rules that did not run never make a document valid.
+
 Why our own translation and not the ISO skeleton that lxml ships (``lxml/isoschematron/resources/xsl``):
 that skeleton is the XSLT 1.0 one; run on Saxon it stops with "does not work with schemas using the
 xslt2 query language". Forcing ``queryBinding="xslt"`` makes it generate a ``version="1.0"`` stylesheet,
@@ -34,13 +39,14 @@ same findings (``tests/unit/validation/test_schematron_hybrid.py`` compares both
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
+from hub.validation.confinement import screen
 from hub.validation.report import Finding, Severity
+from hub.validation.saxon import SchematronUnavailable, processor, saxon_available, saxon_lock
 from hub.validation.schematron_lxml import LxmlRules
 from hub.validation.schematron_source import (
     SCH,
@@ -54,7 +60,15 @@ from hub.validation.schematron_source import (
 )
 from hub.validation.schematron_source import q as _q
 
-__all__ = ["SchematronError", "SchematronIncomplete", "SchematronRules", "compile_schematron", "saxon_available"]
+__all__ = [
+    "SchematronError",
+    "SchematronIncomplete",
+    "SchematronRules",
+    "SchematronUnavailable",
+    "compile_schematron",
+    "load_screened",
+    "saxon_available",
+]
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -216,35 +230,19 @@ class _Compiler:
                 self.el(target, "text").text = child.tail
 
 
+def load_screened(path: Path, bundle_dir: Path) -> etree._Element:
+    """The Schematron file ``path``, includes inlined (inside ``bundle_dir`` only), screened for escapes."""
+    schema = load_sch(path, bundle_dir)
+    screen(schema, path.name)
+    return schema
+
+
 def compile_schematron(path: Path, bundle_dir: Path) -> str:
     """Return the XSLT 2.0 text for the Schematron file ``path`` (includes resolved inside ``bundle_dir``)."""
-    return _Compiler(load_sch(path, bundle_dir), path.name).compile()
+    return _Compiler(load_screened(path, bundle_dir), path.name).compile()
 
 
 # --- running --------------------------------------------------------------------------------------
-
-_saxon_lock = threading.Lock()
-_saxon_state: dict[str, object] = {}
-
-
-def saxon_available() -> bool:
-    """True when saxonche can be imported (it is an optional native wheel)."""
-    try:
-        import saxonche  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _processor() -> object:
-    # One Saxon processor per process; a forked worker must not reuse its parent's (GraalVM isolate).
-    if _saxon_state.get("pid") != os.getpid():
-        from saxonche import PySaxonProcessor
-
-        _saxon_state["proc"] = PySaxonProcessor(license=False)
-        _saxon_state["pid"] = os.getpid()
-    return _saxon_state["proc"]
-
 
 @dataclass(frozen=True)
 class _Failure:
@@ -284,14 +282,14 @@ class SchematronRules:
     """
 
     def __init__(self, files: list[Path], bundle_dir: Path) -> None:
-        from saxonche import PySaxonApiError
-
         self.names = [f.name for f in files]
-        schemas = [load_sch(f, bundle_dir) for f in files]
+        schemas = [load_screened(f, bundle_dir) for f in files]
         sources = [_Compiler(s, f.name).compile() for s, f in zip(schemas, files, strict=True)]
         self._lxml = [LxmlRules(s, f.name) for s, f in zip(schemas, files, strict=True)]
-        with _saxon_lock:
-            proc = _processor()
+        with saxon_lock:
+            proc = processor()
+            from saxonche import PySaxonApiError  # importable: processor() succeeded
+
             xslt = proc.new_xslt30_processor()  # type: ignore[attr-defined]
             self._executables = []
             for name, text in zip(self.names, sources, strict=True):
@@ -304,10 +302,10 @@ class SchematronRules:
     def _run(self, text: str, files: list[int]) -> dict[int, list[_Failure]]:
         from saxonche import PySaxonApiError
 
-        with _saxon_lock:
+        with saxon_lock:
             if self._pid != os.getpid():
                 raise SchematronError("Schematron rules were compiled in another process")
-            proc = _processor()
+            proc = processor()
             try:
                 node = proc.parse_xml(xml_text=text)  # type: ignore[attr-defined]
                 outputs = {i: self._executables[i].transform_to_string(xdm_node=node) for i in files}

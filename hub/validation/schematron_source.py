@@ -8,6 +8,7 @@ the same rules in the same order.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lxml import etree
@@ -41,24 +42,66 @@ def q(ns: str, local: str) -> str:
     return f"{{{ns}}}{local}"
 
 
-def load_sch(path: Path, root_dir: Path, depth: int = 0) -> etree._Element:
-    """Parse a .sch file and inline ``sch:include`` (local files inside the bundle only)."""
-    if depth > 10:
-        raise SchematronError(f"{path.name}: sch:include nested too deeply")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_XSL = "http://www.w3.org/1999/XSL/Transform"
+# What a top-level xsl:include/xsl:import of a Schematron file contributes: the compiler copies these.
+_XSLT_KEPT = (q(_XSL, "function"), q(_XSL, "key"))
+
+
+def _included_file(path: Path, root_dir: Path, element: etree._Element, kind: str) -> Path:
+    """The local file an include's ``href`` names, when it is a relative path that stays in the bundle."""
+    href = element.get("href", "")
+    where = f"{path.name}, line {element.sourceline}: {kind} {href!r}"
+    if not href or not href.isprintable() or "#" in href or "\\" in href:
+        raise SchematronError(f"{where} must be a relative file name inside the bundle")
+    if _SCHEME.match(href) or href.startswith("/"):
+        raise SchematronError(f"{where} points outside the bundle (only relative paths inside it are allowed)")
+    try:
+        target: Path = (path.parent / str(href)).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise SchematronError(f"{where} cannot be resolved: {exc}") from None
+    if not target.is_relative_to(root_dir.resolve()):
+        raise SchematronError(f"{where} points outside the bundle")
+    if not target.is_file():
+        raise SchematronError(f"{where} does not exist or is not a regular file")
+    return target
+
+
+def _parse(path: Path) -> etree._Element:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True)
     try:
         root = etree.parse(str(path), parser).getroot()
     except (OSError, etree.XMLSyntaxError) as exc:
         raise SchematronError(f"{path.name}: cannot read Schematron: {exc}") from None
+    if root is None:
+        raise SchematronError(f"{path.name}: no root element")
+    return root
+
+
+def load_sch(path: Path, root_dir: Path, depth: int = 0) -> etree._Element:
+    """Parse a .sch file and inline ``sch:include`` and top-level ``xsl:include``/``xsl:import``.
+
+    Included files must be relative paths that stay inside ``root_dir`` (the bundle), also after symbolic
+    links are resolved; of an included stylesheet only its ``xsl:function`` and ``xsl:key`` are kept.
+    """
+    if depth > 10:
+        raise SchematronError(f"{path.name}: sch:include nested too deeply")
+    root = _parse(path)
     for inc in list(root.iter(q(SCH, "include"))):
-        href = inc.get("href", "")
-        target = (path.parent / href).resolve()
-        if "://" in href or not target.is_relative_to(root_dir.resolve()):
-            raise SchematronError(f"{path.name}: sch:include {href!r} points outside the bundle")
-        included = load_sch(target, root_dir, depth + 1)
+        included = load_sch(_included_file(path, root_dir, inc, "sch:include"), root_dir, depth + 1)
         parent = inc.getparent()
         assert parent is not None  # an include element is never the document root
         parent.replace(inc, included)
+    for inc in [c for c in root if c.tag in (q(_XSL, "include"), q(_XSL, "import"))]:
+        kind = f"xsl:{etree.QName(inc).localname}"
+        stylesheet = _parse(_included_file(path, root_dir, inc, kind))
+        if stylesheet.tag not in (q(_XSL, "stylesheet"), q(_XSL, "transform")):
+            raise SchematronError(f"{path.name}, line {inc.sourceline}: {kind} {inc.get('href')!r} is not XSLT")
+        if any(c.tag in (q(_XSL, "include"), q(_XSL, "import")) for c in stylesheet):
+            raise SchematronError(f"{path.name}: {kind} {inc.get('href')!r} includes further stylesheets")
+        for kept in (c for c in stylesheet if c.tag in _XSLT_KEPT):
+            inc.addprevious(kept)
+        root.remove(inc)
     return root
 
 

@@ -17,7 +17,8 @@ import saxonche  # noqa: F401  (a runtime dependency: these tests must not be sk
 from lxml import etree
 from saxonche import PySaxonApiError
 
-from hub.validation.schematron import _processor, _saxon_lock
+from hub.validation.saxon import processor as _processor
+from hub.validation.saxon import saxon_lock as _saxon_lock
 from hub.validation.xpath_subset import (
     _NOT_DECIMAL,
     EXTENSIONS,
