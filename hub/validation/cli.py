@@ -42,9 +42,9 @@ def _schema_dir(option: Path | None) -> Path:
     """``--schema-dir`` when given, else the configured ``schema_dir`` (config errors end the command)."""
     if option is not None:
         return option
-    from hub.cli import _config  # the one configuration loader of every xhub command (imports hub.cli lazily)
+    from hub.cli_common import config  # the one configuration loader of every xhub command (imported lazily)
 
-    return _config().schema_dir
+    return config().schema_dir
 
 
 def _text(file: Path, report: Report) -> str:

@@ -266,19 +266,12 @@ def test_json_output_keeps_the_readable_files(site: Site, tmp_path: Path) -> Non
     assert [(d["file"], d["verdict"]) for d in json.loads(out)] == [(str(_good(site)), "valid")]
 
 
-@pytest.fixture
-def fresh_cli_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``hub.cli`` caches the configuration per process; each in-process run here reads its own."""
-    monkeypatch.setattr(hub.cli, "_state", {})
-
-
-def test_configured_schema_dir_is_used_without_the_option(site: Site, tmp_path: Path, fresh_cli_state: None) -> None:
+def test_configured_schema_dir_is_used_without_the_option(site: Site, tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(f'schema_dir = "{site.schema_dir}"\n')
     result = runner.invoke(hub.cli.app, ["--config", str(config), "validate", str(_good(site))])
     assert result.exit_code == 0, result.output
     assert f"{_good(site)}: valid | XBase 1.0 test.nachricht.0001" in result.stdout
-    hub.cli._state.clear()
     listing = runner.invoke(hub.cli.app, ["--config", str(config), "schemas", "list"])
     assert f"XBase 1.0 [operator] {site.schema_dir / 'xbase-1.0'}" in listing.stdout
 
