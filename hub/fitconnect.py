@@ -58,12 +58,21 @@ from hub.intake_failures import IntakeFailures, is_transient
 from hub.models import Message
 from hub.supervisor import Heartbeats, Supervisor, describe
 
-__all__ = ["CHANNEL", "FitConnectChannel", "PollReport", "Poller"]
+__all__ = ["CHANNEL", "AnswerBack", "FitConnectChannel", "PollReport", "Poller", "subscriber_client"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "fitconnect"
 SENDER = "fitconnect"
+
+
+def subscriber_client(config: HubConfig) -> SubscriberClient:
+    """The subscriber library configured with the hub's limits (``[limits]``) for what it parses."""
+    fc = config.fitconnect
+    if fc is None:
+        raise ValueError("the FIT-Connect channel needs a [fitconnect] section in the configuration")
+    return SubscriberClient(fc, json_limits=config.limits.json_limits(fc.max_data_bytes),
+                            xml_max_depth=config.limits.xml_max_depth)
 
 
 _TYPE_SUBTYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,60}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,30}$")
@@ -99,8 +108,7 @@ class FitConnectChannel:
         self.config = config
         self.fc = config.fitconnect
         self.engine = engine
-        self.client = client or SubscriberClient(self.fc, json_limits=config.limits.json_limits(self.fc.max_data_bytes),
-                                                 xml_max_depth=config.limits.xml_max_depth)
+        self.client = client or subscriber_client(config)
         self.blobs = BlobStore(config.storage.blob_dir)
         self.incoming = config.storage.blob_dir / ".incoming"  # same file system: attachments are moved, not copied
         self.failures = IntakeFailures(engine)

@@ -19,12 +19,11 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from adapters.fitconnect import SubscriberClient
 from hub import migrate
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import make_engine
-from hub.fitconnect import AnswerBack, FitConnectChannel, Poller
+from hub.fitconnect import AnswerBack, FitConnectChannel, Poller, subscriber_client
 from hub.pipeline.base import Answerer
 from hub.rules import RuleHolder, RulesError
 from hub.supervisor import Supervisor
@@ -75,7 +74,7 @@ def answerer(config: HubConfig) -> Answerer | None:
     """What answers FIT-Connect senders, when the channel is configured."""
     if config.fitconnect is None:
         return None
-    return AnswerBack(SubscriberClient(config.fitconnect))
+    return AnswerBack(subscriber_client(config))
 
 
 def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules: RuleHolder | None = None) -> FastAPI:
