@@ -172,7 +172,7 @@ class Health:
             detail.update(running=len(live), stale=len(rows) - len(live))
             if not live and not any(s.running for s in mine):
                 reasons.append("no worker is running: accepted messages are not processed")
-        elif not any(s.running for s in mine):
+        else:
             detail.update(running=None, stale=None)  # unknown while the database cannot be read
         return _degraded("; ".join(reasons), **detail) if reasons else _ok(**detail)
 
