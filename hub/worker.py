@@ -73,9 +73,11 @@ class Worker:
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
         self.supervisor = Supervisor("worker", stop=self.stop, heartbeats=Heartbeats(self.engine),
                                      loop_id=f"worker@{self.owner}")
+        self._unreleased: set[uuid.UUID] = set()  # leases to hand back once the database answers again
 
     def run_once(self) -> bool:
         """Claim and process one message. ``False`` when nothing was due."""
+        self._release_left_over()
         claim = queue.claim_next(self.engine, self.owner, self.lease)
         if claim is None:
             return False
@@ -90,11 +92,22 @@ class Worker:
         except Exception as exc:  # this message only: recorded on it with its cause, the loop goes on
             self._contain(claim.message_id, exc)
         finally:
-            # A no-op when the pipeline already released the lease (terminal status or retry_wait).
-            with self.engine.begin() as conn:
-                queue.release(conn, claim.message_id, self.owner)
+            # A no-op when the pipeline already released the lease (terminal status or retry_wait). When the
+            # database is away, the release is tried again once it is back, so the message does not wait for
+            # its lease to expire.
+            self._unreleased.add(claim.message_id)
+            self._release_left_over()
         self.processed += 1
         return True
+
+    def _release_left_over(self) -> None:
+        for message_id in list(self._unreleased):
+            try:
+                with self.engine.begin() as conn:
+                    queue.release(conn, message_id, self.owner)
+            except DATABASE_DOWN:
+                return
+            self._unreleased.discard(message_id)
 
     def _contain(self, message_id: uuid.UUID, exc: Exception) -> None:
         """Record an exception that escaped the pipeline as a failed attempt of this message: ``retry_wait``

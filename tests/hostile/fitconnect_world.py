@@ -9,6 +9,7 @@ session (RSA-4096 generation is the slow part).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import uuid
@@ -24,6 +25,7 @@ from jwcrypto import jwe, jwk
 from sqlalchemy import Engine, text
 
 from adapters.fitconnect import KeyFiles, generate_destination_keys
+from adapters.fitconnect import client as client_module
 from hub import store
 from hub.config import HubConfig
 from hub.db import make_engine, normalise_url
@@ -45,6 +47,24 @@ FC_LIMITS = {"max_metadata_bytes": 64 * 1024, "max_data_bytes": 256 * 1024, "max
              "max_submission_bytes": 100 * 1024, "max_attachments": 3, "max_intake_failures": 3}
 
 _keys: dict[str, tuple[KeyFiles, jwk.JWK]] = {}
+
+
+@contextmanager
+def _keys_loaded_once() -> Iterator[None]:
+    """Every subscriber client of a world loads the same two RSA-4096 keys, and checking a key of that size
+    takes ~0.4 s: load each file once (by path and content) while the world lives. Tests only."""
+    loaded: dict[tuple[str, str, str], Any] = {}
+    original = client_module.load_private_key
+
+    def load(source: Path | str, purpose: Any, **kw: Any) -> Any:
+        key = (str(source), source.read_text() if isinstance(source, Path) else source, str(purpose))
+        if key not in loaded:
+            loaded[key] = original(source, purpose, **kw)
+        return loaded[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client_module, "load_private_key", load)
+        yield
 
 
 def destination_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyFiles, jwk.JWK]:
@@ -155,10 +175,24 @@ class World:
     config: HubConfig
     engine: Engine
     tmp: Path
-    channel: FitConnectChannel
-    worker: Worker
     subscriber: tuple[str, str]
     extra: dict[str, Any] = field(default_factory=dict)
+    _closing: list[Callable[[], None]] = field(default_factory=list)
+
+    @functools.cached_property
+    def channel(self) -> FitConnectChannel:
+        """A channel polled by the test itself (made on first use: loading RSA-4096 keys takes a while)."""
+        channel = FitConnectChannel(self.config, self.engine)
+        self._closing.append(channel.close)
+        return channel
+
+    @functools.cached_property
+    def worker(self) -> Worker:
+        """A worker run by the test itself (:meth:`drain`), answering through the emulator."""
+        answer = answerer(self.config)
+        assert isinstance(answer, AnswerBack)
+        self._closing.append(answer.client.close)
+        return Worker(self.config, self.engine, answer=answer)
 
     def poll(self) -> Any:
         return self.channel.poll_once()
@@ -259,16 +293,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             config = hub_config(tmp, db_url, url, destination_id, keys, subscriber, limits, **fitconnect)
             open_engine(config).dispose()  # migrates a new SQLite file
             engine = make_engine(db_url)
-            channel = FitConnectChannel(config, engine)
-            answer = answerer(config)
-            assert isinstance(answer, AnswerBack)
-            worker = Worker(config, engine, answer=answer)
+            w = World(emulator, url, destination_id, sender, config, engine, tmp, subscriber, {"hub_port": port})
             try:
-                yield World(emulator, url, destination_id, sender, config, engine, tmp, channel, worker, subscriber,
-                            {"hub_port": port})
+                with _keys_loaded_once():
+                    yield w
             finally:
-                channel.close()
-                answer.client.close()
+                for close in w._closing:
+                    close()
                 sender.http.close()
                 engine.dispose()
     finally:

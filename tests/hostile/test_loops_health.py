@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import pytest
 from jwcrypto.common import JWException
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 
 from adapters.fitconnect import SubmissionRef, SubscriberClient
 from hub import store
@@ -338,9 +338,9 @@ def test_a_worker_loop_that_dies_outright_is_restarted(db_url: str, engine: Engi
 # -- the rules reloader
 
 @pytest.mark.parametrize("fault", UNEXPECTED.values(), ids=UNEXPECTED.keys())
-def test_the_rules_reloader_survives_an_unexpected_error(db_url: str, tmp_path: Path,
+def test_the_rules_reloader_survives_an_unexpected_error(sqlite_url: str, tmp_path: Path,
                                                          fault: Callable[[], BaseException]) -> None:
-    config = hub_config(db_url, tmp_path, routes=[])
+    config = hub_config(sqlite_url, tmp_path, routes=[])  # the reloader never touches the database
     rules_dir = config.rules_dir
     rules_dir.mkdir(parents=True)
     (rules_dir / "routes.toml").write_text('[[routes]]\nname = "first"\ntargets = ["outbox"]\n')
@@ -492,9 +492,12 @@ def test_ready_is_503_when_the_blob_store_runs_out_of_space(db_url: str, engine:
         submit_and_finish(url, engine)  # accepting and processing go on: the report says what to do
 
 
-def test_worker_processes_are_seen_through_the_database(db_url: str, tmp_path: Path) -> None:
-    """An API process without a worker is not ready until an `xhub worker` process runs; a worker that stops
-    cleanly removes its heartbeat, one that died leaves a stale one."""
+@pytest.mark.postgres
+def test_worker_processes_are_seen_through_the_database(pg_url: str, tmp_path: Path) -> None:
+    """An API process without a worker is not ready until an `xhub worker` process runs (on another machine,
+    as far as it knows: PostgreSQL, the scale-out set-up); a worker that stops cleanly removes its heartbeat,
+    one that died leaves a stale one."""
+    db_url = pg_url
     engine = make_engine(db_url)
     config = hub_config(db_url, tmp_path, storage={"blob_dir": str(tmp_path / "blobs")},
                         limits={"blob_min_free_bytes": 0})
@@ -504,7 +507,7 @@ def test_worker_processes_are_seen_through_the_database(db_url: str, tmp_path: P
             degraded(ready(url), "workers", "no worker is running")
             with engine.begin() as conn:  # what a killed worker leaves behind
                 old = utcnow() - timedelta(seconds=STALE_AFTER_SECONDS + 5)
-                conn.execute(LoopHeartbeat.__table__.insert().values(
+                conn.execute(insert(LoopHeartbeat).values(
                     loop_id="worker@gone:1:abc", kind="worker", started_at=old, beat_at=old, items=0, restarts=0))
             degraded(ready(url), "workers", "no worker is running")
             process = subprocess.Popen(xhub(toml, "worker"))
