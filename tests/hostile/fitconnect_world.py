@@ -304,3 +304,26 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 engine.dispose()
     finally:
         emulator.close()
+
+
+def world_fixtures(sqlite: str = "sqlite_world", postgres: str = "pg_world",
+                   both: str = "both_worlds") -> tuple[Any, Any, Any]:
+    """Fixtures for a test module, under the names given: a world on SQLite and one on PostgreSQL (module
+    scope), and one that runs a test once on each. Use: ``a, b, c = world_fixtures()`` at module level."""
+
+    @pytest.fixture(scope="module", name=sqlite)
+    def sqlite_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+        with world(request, tmp_path_factory, "sqlite") as w:
+            yield w
+
+    @pytest.fixture(scope="module", name=postgres)
+    def pg_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+        with world(request, tmp_path_factory, "postgres") as w:
+            yield w
+
+    @pytest.fixture(name=both, params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    def both_worlds(request: pytest.FixtureRequest) -> World:
+        found: World = request.getfixturevalue(sqlite if request.param == "sqlite" else postgres)
+        return found
+
+    return sqlite_world, pg_world, both_worlds

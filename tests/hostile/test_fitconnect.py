@@ -18,35 +18,29 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hub import store
-from tests.hostile.fitconnect_world import GOOD_DATA, XML_SCHEMA, Sender, Sent, World, b64u, metadata_for, world
+from tests.hostile.fitconnect_world import (
+    GOOD_DATA,
+    XML_SCHEMA,
+    Sender,
+    Sent,
+    World,
+    b64u,
+    metadata_for,
+    world_fixtures,
+)
 
 pytestmark = pytest.mark.slow
 
 Case = Callable[[Sender], Sent]
 
 
-@pytest.fixture(scope="module")
-def sqlite_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(request, tmp_path_factory, "sqlite") as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def pg_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(request, tmp_path_factory, "postgres") as w:
-        yield w
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def both(request: pytest.FixtureRequest) -> World:
-    found: World = request.getfixturevalue(f"{'sqlite' if request.param == 'sqlite' else 'pg'}_world")
-    return found
+sqlite_world, pg_world, both_worlds = world_fixtures()
 
 
 def hostile_then_good(w: World, case: Case) -> tuple[Sent, Sent]:
@@ -233,58 +227,58 @@ def test_a_data_hash_that_is_not_hex_is_a_schema_violation(sqlite_world: World) 
 
 # -- what must be stored, not refused: strange but valid input, on both databases
 
-def test_nul_and_control_characters_in_valid_metadata_are_stored(both: World) -> None:
+def test_nul_and_control_characters_in_valid_metadata_are_stored(both_worlds: World) -> None:
     metadata = metadata_for(GOOD_DATA, additionalReferenceInfo={"senderReference": "Az\u0000\u001b[31m\u202e-1"})
-    sent = both.sender.send(metadata=json.dumps(metadata).encode(), data=GOOD_DATA)
-    both.poll()
-    both.drain()
-    both.assert_accepted(sent)
-    message = both.message(sent.submission_id)
+    sent = both_worlds.sender.send(metadata=json.dumps(metadata).encode(), data=GOOD_DATA)
+    both_worlds.poll()
+    both_worlds.drain()
+    both_worlds.assert_accepted(sent)
+    message = both_worlds.message(sent.submission_id)
     assert message is not None
-    stored = next(p for p in store.payload(both.engine, message.id) if p.role == "metadata")
+    stored = next(p for p in store.payload(both_worlds.engine, message.id) if p.role == "metadata")
     assert json.loads(stored.body or b"") == metadata
 
 
-def test_nul_in_json_data_is_stored_as_sent(both: World) -> None:
+def test_nul_in_json_data_is_stored_as_sent(both_worlds: World) -> None:
     data = b'{"name": "Erika\\u0000Mustermann"}'
-    sent = both.sender.send(data=data)
-    both.poll()
-    both.drain()
-    both.assert_accepted(sent)
-    message = both.message(sent.submission_id)
-    assert message is not None and store.payload(both.engine, message.id)[0].body == data
+    sent = both_worlds.sender.send(data=data)
+    both_worlds.poll()
+    both_worlds.drain()
+    both_worlds.assert_accepted(sent)
+    message = both_worlds.message(sent.submission_id)
+    assert message is not None and store.payload(both_worlds.engine, message.id)[0].body == data
 
 
-def test_attachment_names_and_types_that_do_not_fit_the_store_are_made_to_fit(both: World) -> None:
+def test_attachment_names_and_types_that_do_not_fit_the_store_are_made_to_fit(both_worlds: World) -> None:
     attachment_id = str(uuid.uuid4())
     metadata = metadata_for(GOOD_DATA, {attachment_id: b"%PDF-1.7"})
     entry = metadata["contentStructure"]["attachments"][0]
     entry["filename"] = "../../etc/passwd\u0000" + "\u202e" + "ä" * 1000 + ".pdf"
     entry["mimeType"] = "application/" + "x" * 300
-    sent = both.sender.send(metadata=json.dumps(metadata).encode(), data=GOOD_DATA,
-                            attachments={attachment_id: both.sender.encrypt(b"%PDF-1.7")})
-    both.poll()
-    both.drain()
-    both.assert_accepted(sent)
-    message = both.message(sent.submission_id)
+    sent = both_worlds.sender.send(metadata=json.dumps(metadata).encode(), data=GOOD_DATA,
+                            attachments={attachment_id: both_worlds.sender.encrypt(b"%PDF-1.7")})
+    both_worlds.poll()
+    both_worlds.drain()
+    both_worlds.assert_accepted(sent)
+    message = both_worlds.message(sent.submission_id)
     assert message is not None
-    (part,) = [p for p in store.payload(both.engine, message.id) if p.role == "attachment"]
+    (part,) = [p for p in store.payload(both_worlds.engine, message.id) if p.role == "attachment"]
     assert part.content_type == "application/octet-stream"
     assert part.name is not None and len(part.name) == 255 and "\u0000" not in part.name
     assert part.blob_path is not None and ".." not in part.blob_path
 
 
 @pytest.mark.parametrize("name", ["lone surrogate in the metadata", "5000-digit data number", "zip bomb"])
-def test_pathological_submissions_are_refused_on_postgres_too(both: World, name: str) -> None:
+def test_pathological_submissions_are_refused_on_postgres_too(both_worlds: World, name: str) -> None:
     case, where, kind = {
         "lone surrogate in the metadata": (_metadata(METADATA_SYNTAX["lone high surrogate"]), "metadata",
                                            "syntax-violation"),
         "5000-digit data number": (_data(DATA_SYNTAX["JSON 5000-digit number"][0]), "data", "syntax-violation"),
         "zip bomb": (LIMITS["metadata zip bomb"][0], "metadata", "technical-error"),
     }[name]
-    bad, _ = hostile_then_good(both, case)
-    assert both.outcome(bad) == ("reject-submission", [(kind, where)])
-    message = both.message(bad.submission_id)
+    bad, _ = hostile_then_good(both_worlds, case)
+    assert both_worlds.outcome(bad) == ("reject-submission", [(kind, where)])
+    message = both_worlds.message(bad.submission_id)
     assert message is not None and message.status == "rejected"
-    record = json.loads(store.payload(both.engine, message.id)[0].body or b"")
+    record = json.loads(store.payload(both_worlds.engine, message.id)[0].body or b"")
     assert record["problems"][0]["type"].endswith(kind)

@@ -16,7 +16,6 @@ was lost, and that the hub works afterwards (a normal submission or message reac
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import shutil
@@ -33,86 +32,29 @@ from typing import Any
 
 import httpx
 import pytest
-from jwcrypto.common import JWException
 from sqlalchemy import Engine, insert, select, text
 
-from adapters.fitconnect import SubmissionRef, SubscriberClient
 from hub import store
 from hub.db import make_engine
-from hub.errors import HubError, Retriable
-from hub.fitconnect import FitConnectChannel, Poller
+from hub.errors import Retriable
+from hub.fitconnect import Poller
 from hub.health import STALE_AFTER_SECONDS
-from hub.models import IntakeFailure, LoopHeartbeat, Message, utcnow
+from hub.models import IntakeFailure, LoopHeartbeat, utcnow
 from hub.pipeline.base import Answerer
 from hub.rules import RuleHolder
 from hub.runtime import Reloader, build_app, serve_in_thread
 from hub.supervisor import Backoff, Supervisor
 from hub.worker import Worker
-from tests.hostile.fitconnect_world import GOOD_DATA, World, world
+from tests.hostile.faults import UNEXPECTED, FaultyAnswer, Stall, faulty_channel
+from tests.hostile.fitconnect_world import GOOD_DATA, World, world, world_fixtures
 from tests.support import SENDER_TOKEN, XBAU_VALID, accept_many, hub_config, wait_for, write_config, xhub
 
 pytestmark = pytest.mark.slow
 
 
-def _unicode() -> Exception:
-    return UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-
-
-#: what escaped before: each is raised where the real one came from
-UNEXPECTED: dict[str, Callable[[], BaseException]] = {
-    "RecursionError": lambda: RecursionError("maximum recursion depth exceeded"),
-    "MemoryError": MemoryError,
-    "UnicodeEncodeError": _unicode,
-    "KeyError": lambda: KeyError("contentStructure"),
-    "JWException": lambda: JWException("invalid JWE"),
-}
-
-
 # -- the poller: one submission at a time, counted, refused after max_intake_failures
 
-class Faulty(SubscriberClient):
-    """The real subscriber, except that fetching a submission in ``poison`` raises ``fault()`` (and, when
-    ``listing`` is set, listing raises it once)."""
-
-    def __init__(self, config: Any, fault: Callable[[], BaseException], **kw: Any) -> None:
-        super().__init__(config, **kw)
-        self.fault, self.poison, self.listing = fault, set[str](), False
-
-    def pending(self, destination_id: str) -> Iterator[SubmissionRef]:
-        if self.listing:
-            self.listing = False
-            raise self.fault()
-        return super().pending(destination_id)
-
-    def fetch(self, ref: SubmissionRef, workdir: Path) -> Any:
-        if ref.submission_id in self.poison:
-            raise self.fault()
-        return super().fetch(ref, workdir)
-
-
-def faulty_channel(w: World, fault: Callable[[], BaseException]) -> tuple[FitConnectChannel, Faulty]:
-    fc = w.config.fitconnect
-    assert fc is not None
-    client = Faulty(fc, fault, json_limits=w.config.limits.json_limits(fc.max_data_bytes))
-    return FitConnectChannel(w.config, w.engine, client), client
-
-
-@pytest.fixture(scope="module")
-def fc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(request, tmp_path_factory, "sqlite") as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def fc_pg(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(request, tmp_path_factory, "postgres") as w:
-        yield w
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fc_both(request: pytest.FixtureRequest) -> World:
-    found: World = request.getfixturevalue("fc" if request.param == "sqlite" else "fc_pg")
-    return found
+fc, fc_pg, fc_both = world_fixtures("fc", "fc_pg", "fc_both")
 
 
 def failures(w: World, submission_id: str) -> tuple[int, int, str] | None:
@@ -258,19 +200,6 @@ def test_the_supervisor_restarts_a_dying_body_with_growing_backoff(fault: Callab
 
 
 # -- the worker: one message at a time
-
-class FaultyAnswer:
-    """Answers like a delivery service that is fine, except that rejecting raises what nobody expected."""
-
-    def __init__(self, fault: Callable[[], BaseException]) -> None:
-        self.fault = fault
-
-    def accept(self, message: Message) -> str:
-        return "accepted"
-
-    def reject(self, message: Message, error: HubError, stage: str) -> str:
-        raise self.fault()
-
 
 def poison_message(engine: Engine) -> Any:
     """A FIT-Connect message that verify rejects, so that the reject answer is due (and raises)."""
@@ -524,19 +453,6 @@ def test_worker_processes_are_seen_through_the_database(pg_url: str, tmp_path: P
 
 
 # -- health of the FIT-Connect poller
-
-class Stall:
-    """ASGI wrapper: while ``closed`` is set, every request waits (a delivery service that hangs)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.closed = threading.Event()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        while scope["type"] == "http" and self.closed.is_set():
-            await asyncio.sleep(0.01)
-        await self.app(scope, receive, send)
-
 
 def test_ready_is_503_while_the_delivery_service_hangs_and_200_after(
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
