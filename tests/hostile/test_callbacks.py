@@ -98,6 +98,8 @@ MALFORMED: dict[str, dict[str, str | bytes]] = {
     "timestamp in Arabic-Indic digits": _ts(("\u0661\u0667" + "\u0660" * 8).encode()),  # str.isdigit(): yes
     "timestamp in superscript digits": _ts(("\u00b9\u2077" + "\u2070" * 8).encode()),
     "timestamp with a latin-1 byte": _ts(b"17000\xff0000"),
+    # latin-1 superscripts: the server decodes header bytes as latin-1, and "\u00b9\u00b2".isdigit() is true
+    "timestamp in latin-1 superscripts": _ts(b"\xb9\xb2\xb3" * 3),
     "authentication not hex": _mac("zz" * 64),
     "authentication of 127 hex digits": _mac("a" * 127),
     "authentication of 129 hex digits": _mac("a" * 129),
