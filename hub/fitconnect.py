@@ -124,10 +124,12 @@ class FitConnectChannel:
         for destination in self.fc.destinations:
             try:
                 refs = list(self.client.pending(destination.id))
-            except HubError as exc:  # the listing itself failed: try again on the next poll
+            except Exception as exc:  # this destination's listing only: the others are still polled
                 report.failed += 1
                 report.listed = False
-                log.warning("FIT-Connect: listing destination %s failed: %s", destination.id, exc)
+                what = loop.failed(exc) if loop is not None else describe(exc)
+                log.warning("FIT-Connect: listing destination %s failed, trying again on the next poll: %s",
+                            destination.id, exc if isinstance(exc, HubError) else what)
                 continue
             for ref in refs:
                 self._take(ref, destination, report, loop)

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, insert, select, text
 from hub import store
 from hub.db import make_engine
 from hub.errors import Retriable
-from hub.fitconnect import Poller
+from hub.fitconnect import FitConnectChannel, Poller, PollReport
 from hub.health import STALE_AFTER_SECONDS
 from hub.models import IntakeFailure, LoopHeartbeat, utcnow
 from hub.pipeline.base import Answerer
@@ -152,9 +152,32 @@ def test_transient_failures_are_counted_but_never_held_against_the_sender(fc: Wo
         channel.close()
 
 
+def test_a_listing_that_raises_is_one_failed_poll(fc: World) -> None:
+    channel, client = faulty_channel(fc, UNEXPECTED["RecursionError"])
+    try:
+        client.listing = True
+        waiting = fc.sender.good()
+        report = channel.poll_once()
+        assert (report.failed, report.listed, report.stored) == (1, False, 0)
+        assert waiting.submission_id in fc.pending_at_emulator()
+        assert channel.poll_once().stored == 1  # the next poll lists again
+        fc.drain()
+        fc.assert_accepted(waiting)
+    finally:
+        channel.close()
+
+
 def test_a_poll_that_dies_outright_is_restarted_and_counted(fc: World) -> None:
-    channel, client = faulty_channel(fc, lambda: RuntimeError("listing exploded"))
-    client.listing = True  # the first poll raises outside any one submission
+    class Exploding(FitConnectChannel):
+        exploded = False
+
+        def poll_once(self, loop: Supervisor | None = None) -> PollReport:
+            if not self.exploded:  # outside any one destination or submission: the loop itself dies
+                self.exploded = True
+                raise RuntimeError("the poll itself")
+            return super().poll_once(loop)
+
+    channel = Exploding(fc.config, fc.engine)
     poller = Poller(channel, 0.05)
     poller.supervisor.backoff = Backoff(initial=0.05)
     poller.start()
