@@ -90,6 +90,8 @@ class LimitsConfig(_Model):
     json_max_number_chars: int = Field(100, ge=20, le=4000, description="longer number literals are refused")
     json_max_string_chars: int = Field(10 * 1024 * 1024, ge=1024, description="longer strings/keys are refused")
     xml_max_depth: int = Field(256, ge=8, le=256, description="elements nested deeper are refused")
+    blob_min_free_bytes: int = Field(1024**3, ge=0, description="/health/ready reports the blob store degraded "
+                                     "when it has less free space than this")
 
     def json_limits(self, max_bytes: int) -> JsonLimits:
         """The JSON limits for a door whose bodies may be up to ``max_bytes`` long."""

@@ -193,5 +193,41 @@ class TargetSlot(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class LoopHeartbeat(Base):
+    """One running background loop (a worker, a FIT-Connect poller) in any process, so that every API
+    process can report on all of them. Written by the loop at most every few seconds; removed when the loop
+    stops cleanly, so a row whose ``beat_at`` is old belongs to a process that died."""
+
+    __tablename__ = "loop_heartbeats"
+
+    loop_id: Mapped[str] = mapped_column(String(200), primary_key=True, comment="<kind>@<host>:<pid>:<random>")
+    kind: Mapped[str] = mapped_column(String(40), comment="worker | fitconnect-poller")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="last item or poll that worked")
+    items: Mapped[int] = mapped_column(BigInteger, default=0, comment="items handled since the loop started")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(300), comment="exception type and code location only")
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IntakeFailure(Base):
+    """A FIT-Connect submission the poller could not take in yet, with the number of failed attempts.
+
+    Kept across restarts: after ``fitconnect.max_intake_failures`` unexpected errors the submission is stored
+    as refused (technical-error); transient ones (network, database, our configuration) are only counted."""
+
+    __tablename__ = "intake_failures"
+
+    submission_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    destination_id: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, comment="failed attempts of any kind")
+    unexpected: Mapped[int] = mapped_column(Integer, comment="of those, failures that are not transient")
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(300), comment="exception type and code location only")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -1,8 +1,11 @@
-"""Wiring for the processes the CLI starts: the engine (migrated), the API server, embedded workers."""
+"""Wiring for the processes the CLI starts: the engine (migrated), the API server, embedded workers.
+
+Every background loop started here runs under a :class:`~hub.supervisor.Supervisor`; the ones of an API
+process are listed in ``app.state.loops`` for ``/health/ready``.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import socket
@@ -16,18 +19,18 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from adapters.fitconnect import SubscriberClient
 from hub import migrate
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import make_engine
-from hub.fitconnect import AnswerBack, FitConnectChannel, Poller
+from hub.fitconnect import AnswerBack, FitConnectChannel, Poller, subscriber_client
 from hub.pipeline.base import Answerer
 from hub.rules import RuleHolder, RulesError
+from hub.supervisor import Supervisor
 from hub.worker import Worker
 
-__all__ = ["EmbeddedWorker", "SchemaOutdated", "build_app", "free_port", "open_engine", "reload_on_sighup",
-           "serve_in_thread", "server"]
+__all__ = ["EmbeddedWorker", "Reloader", "SchemaOutdated", "build_app", "free_port", "open_engine",
+           "reload_on_sighup", "serve_in_thread", "server"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def answerer(config: HubConfig) -> Answerer | None:
     """What answers FIT-Connect senders, when the channel is configured."""
     if config.fitconnect is None:
         return None
-    return AnswerBack(SubscriberClient(config.fitconnect))
+    return AnswerBack(subscriber_client(config))
 
 
 def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules: RuleHolder | None = None) -> FastAPI:
@@ -80,17 +83,20 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules
     rules = rules or RuleHolder(config)
     starts: list[Callable[[], None]] = []
     stops: list[Callable[[], None]] = []
+    loops: list[Supervisor] = []
     on_accept: Callable[[], None] | None = None
     on_callback: Callable[[], None] | None = None
     if embedded_worker:
         embedded = EmbeddedWorker(config, engine, rules, answerer(config))
         starts.append(embedded.start)
         stops.append(embedded.stop)
+        loops.append(embedded.worker.supervisor)
         on_accept = embedded.wake
     if config.fitconnect is not None:
         poller = Poller(FitConnectChannel(config, engine), config.fitconnect.poll_interval_seconds)
         starts.append(poller.start)
         stops.insert(0, poller.shutdown)
+        loops.append(poller.supervisor)
         on_callback = poller.wake.set
 
     def start_all() -> None:
@@ -101,23 +107,56 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules
         for stop in stops:
             stop()
 
-    return create_app(config, engine, rules=rules, on_accept=on_accept, on_callback=on_callback,
-                      lifespan_hooks=(start_all, stop_all) if starts else None)
+    app = create_app(config, engine, rules=rules, on_accept=on_accept, on_callback=on_callback,
+                     lifespan_hooks=(start_all, stop_all) if starts else None)
+    app.state.loops = loops
+    return app
 
 
-def reload_on_sighup(rules: RuleHolder) -> None:
+class Reloader:
+    """Reloads the rules in a supervised thread whenever :meth:`request` is called (SIGHUP does).
+
+    Each reload is one item: a failure (invalid rules, or anything unexpected such as an unreadable file) is
+    logged with its cause, the old rules stay in force, and the next request is served as usual."""
+
+    def __init__(self, rules: RuleHolder) -> None:
+        self.rules = rules
+        self.requested = threading.Event()
+        self.supervisor = Supervisor("rules-reloader")
+
+    def request(self) -> None:
+        self.requested.set()
+
+    def start(self) -> None:
+        self.supervisor.start(self._run)
+
+    def stop(self) -> None:
+        self.supervisor.stop.set()
+        self.requested.set()
+        self.supervisor.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self.supervisor.stop.is_set():
+            self.requested.wait()
+            self.requested.clear()
+            if self.supervisor.stop.is_set():
+                return
+            try:
+                self.rules.reload()
+                self.supervisor.beat(success=True, items=1)
+            except RulesError:  # logged by RuleHolder.reload; the old rules stay in force
+                self.supervisor.beat()
+            except Exception as exc:  # not a rules problem (e.g. an unreadable file): the old rules stay too
+                log.error("rules not reloaded, the previous ones stay in force: %s", self.supervisor.failed(exc))
+                log.debug("rules reload failed", exc_info=exc)
+
+
+def reload_on_sighup(rules: RuleHolder) -> Reloader:
     """SIGHUP reloads the rules in a thread (not in the signal handler); a failure keeps the old ones."""
-    requested = threading.Event()
-
-    def reloader() -> None:
-        while True:
-            requested.wait()
-            requested.clear()
-            with contextlib.suppress(RulesError):  # logged by RuleHolder.reload; the old rules stay in force
-                rules.reload()
-
-    threading.Thread(target=reloader, name="rules-reloader", daemon=True).start()
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
+    reloader = Reloader(rules)
+    reloader.start()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.request())
+    return reloader
 
 
 def server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Server:

@@ -6,6 +6,13 @@ The loop sleeps only when nothing is due, never inside an attempt.
 
 Shutdown: the first SIGTERM/SIGINT lets the current message finish, then the worker exits; a second one
 interrupts it, and the lease is handed back so another worker continues at once.
+
+Isolation: an exception that escapes the pipeline for one message (a bug, ``RecursionError``,
+``MemoryError``, an encoder refusing a character, …) is recorded on that message as a failed attempt with
+its type and code location (``retry_wait``, then ``dead`` when the route's retry budget is spent), and the
+loop goes on with the next message. A lost database connection is not held against the message: the loop
+waits and tries again. The loop itself runs under a :class:`~hub.supervisor.Supervisor` (restarted with
+backoff if it dies anyway) and writes its heartbeat to ``loop_heartbeats`` for ``/health/ready``.
 """
 
 from __future__ import annotations
@@ -15,23 +22,33 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import queue
+from hub import queue, store
 from hub.config import HubConfig
+from hub.models import Message, utcnow
 from hub.pipeline.base import Answerer
 from hub.pipeline.runner import LeaseLost, Runner
+from hub.retry import decide
 from hub.rules import RuleHolder
+from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
+from hub.supervisor import HEARTBEAT_SECONDS, Heartbeats, Supervisor, describe
 
 __all__ = ["Worker", "install_signal_handlers", "worker_id"]
 
 log = logging.getLogger(__name__)
+
+#: the database is unreachable or overloaded: nobody's fault but the infrastructure's
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def worker_id() -> str:
@@ -54,34 +71,98 @@ class Worker:
             self.rules = RuleHolder(self.config)
         self.runner = Runner(self.config, self.engine, self.owner, self.rules, answer=self.answer)
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
+        self.supervisor = Supervisor("worker", stop=self.stop, heartbeats=Heartbeats(self.engine),
+                                     loop_id=f"worker@{self.owner}")
+        self._unreleased: set[uuid.UUID] = set()  # leases to hand back once the database answers again
 
     def run_once(self) -> bool:
         """Claim and process one message. ``False`` when nothing was due."""
+        self._release_left_over()
         claim = queue.claim_next(self.engine, self.owner, self.lease)
         if claim is None:
             return False
         try:
-            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease):
+            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease, self.supervisor.beat):
                 status = self.runner.process(claim.message_id)
             log.info("message %s → %s", claim.message_id, status)
         except LeaseLost as exc:
             log.warning("%s", exc)
+        except DATABASE_DOWN:
+            raise  # not this message's fault: the loop waits, the message keeps its place
+        except Exception as exc:  # this message only: recorded on it with its cause, the loop goes on
+            self._contain(claim.message_id, exc)
         finally:
-            # A no-op when the pipeline already released the lease (terminal status or retry_wait).
-            with self.engine.begin() as conn:
-                queue.release(conn, claim.message_id, self.owner)
+            # A no-op when the pipeline already released the lease (terminal status or retry_wait). When the
+            # database is away, the release is tried again once it is back, so the message does not wait for
+            # its lease to expire.
+            self._unreleased.add(claim.message_id)
+            self._release_left_over()
         self.processed += 1
         return True
+
+    def _release_left_over(self) -> None:
+        for message_id in list(self._unreleased):
+            try:
+                with self.engine.begin() as conn:
+                    queue.release(conn, message_id, self.owner)
+            except DATABASE_DOWN:
+                return
+            self._unreleased.discard(message_id)
+
+    def _contain(self, message_id: uuid.UUID, exc: Exception) -> None:
+        """Record an exception that escaped the pipeline as a failed attempt of this message: ``retry_wait``
+        with the route's backoff, ``dead`` once its budget is spent. Never raises for the message's sake."""
+        what = self.supervisor.failed(exc)
+        log.error("worker %s: message %s failed unexpectedly (%s)", self.owner, message_id, what)
+        log.debug("worker %s: message %s failed", self.owner, message_id, exc_info=exc)
+        try:
+            with self.engine.begin() as conn:
+                message = store.get(conn, message_id)
+                if message is None or message.lease_owner != self.owner:
+                    return  # gone, or taken over meanwhile: the new owner decides
+                status = Status(message.status)
+                actor, reason = f"worker:{self.owner}", f"internal error: {what}"
+                if status in TERMINAL:
+                    note(conn, message_id, f"{reason} (after the message reached {status})", actor=actor,
+                         status=status)
+                    return
+                assert self.rules is not None
+                policy = self.rules.current.retry_for(message.route, self.config.retry)
+                decision = decide(policy, message.attempts, utcnow())
+                detail = {"error": type(exc).__name__, "where": what, "attempt": decision.attempts,
+                          "max_attempts": policy.max_attempts}
+                resume = Status(message.resume_status or Status.RECEIVED) if status is Status.RETRY_WAIT else status
+                if decision.give_up:
+                    change = Transition(reason=f"retry budget spent after {decision.attempts} attempts; last error: "
+                                        f"{reason}", detail=detail, attempts=decision.attempts, last_error=reason,
+                                        resume_status=resume)
+                    transition(conn, message_id, Status.DEAD, change, actor=actor, from_statuses={status},
+                               lease_owner=self.owner)
+                elif status is Status.RETRY_WAIT:  # failed while resuming: no status to leave, count the attempt
+                    note(conn, message_id, reason, actor=actor, kind="attempt", detail=detail, status=status)
+                    conn.execute(update(Message).where(Message.id == message_id, Message.lease_owner == self.owner)
+                                 .values(attempts=decision.attempts, next_attempt_at=decision.retry_at,
+                                         last_error=reason, updated_at=utcnow()))
+                else:
+                    change = Transition(reason=reason, detail=detail, attempts=decision.attempts,
+                                        next_attempt_at=decision.retry_at, resume_status=status, release_lease=True,
+                                        last_error=reason)
+                    transition(conn, message_id, Status.RETRY_WAIT, change, actor=actor, from_statuses={status},
+                               lease_owner=self.owner)
+        except (SQLAlchemyError, IllegalTransition) as not_recorded:  # released below; the next claim retries
+            log.warning("worker %s: the failure of message %s was not recorded: %s", self.owner, message_id,
+                        describe(not_recorded))
 
     def shutdown(self) -> None:
         self.stop.set()
         self.wake.set()
 
     def run(self, *, exit_when_idle: bool = False, max_messages: int | None = None) -> int:
-        """Loop until :attr:`stop` is set (or, with ``exit_when_idle``, until nothing is due)."""
+        """Loop until :attr:`stop` is set (or, with ``exit_when_idle``, until nothing is due), under
+        :attr:`supervisor`: restarted with backoff should the loop itself die."""
         log.info("worker %s started", self.owner)
         try:
-            self._loop(exit_when_idle, max_messages)
+            self.supervisor.run(lambda: self._loop(exit_when_idle, max_messages))
         finally:
             self.runner.close()
         log.info("worker %s stopped after %d messages", self.owner, self.processed)
@@ -95,14 +176,12 @@ class Worker:
             try:
                 busy = self.run_once()
                 failures = 0
-            except OperationalError as exc:  # database unreachable or locked out: wait, then try again
+            except DATABASE_DOWN as exc:  # database unreachable or locked out: wait, then try again
                 failures += 1
-                log.error("worker %s: database error (%s); retrying", self.owner, exc.orig or exc)
+                log.error("worker %s: database error (%s); retrying", self.owner, describe(exc))
+                self.supervisor.failed(exc)
                 busy = False
-            except Exception:  # a bug: keep the worker alive, the message keeps its lease until it expires
-                failures += 1
-                log.exception("worker %s: unexpected error", self.owner)
-                busy = False
+            self.supervisor.beat(success=failures == 0, items=int(busy))
             if not busy:
                 if exit_when_idle and failures == 0:
                     break
@@ -112,15 +191,17 @@ class Worker:
 
 
 class _Heartbeat:
-    """Renews the lease every third of its duration while a message is being processed.
+    """Renews the lease every third of its duration while a message is being processed, and keeps the
+    loop's heartbeat going meanwhile (``beat``).
 
     A delivery may legitimately take longer than a lease (a slow SOAP service); without this, another
     worker would take the message over while the first is still talking to the target. If this process
     dies, the renewals stop and the lease expires as designed.
     """
 
-    def __init__(self, engine: Engine, message_id: uuid.UUID, owner: str, lease: timedelta) -> None:
-        self.engine, self.message_id, self.owner, self.lease = engine, message_id, owner, lease
+    def __init__(self, engine: Engine, message_id: uuid.UUID, owner: str, lease: timedelta,
+                 beat: Callable[[], None]) -> None:
+        self.engine, self.message_id, self.owner, self.lease, self.beat = engine, message_id, owner, lease, beat
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{message_id}", daemon=True)
 
@@ -133,14 +214,20 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        interval = self.lease.total_seconds() / 3
-        while not self._done.wait(interval):
+        # the lease is renewed every third of its duration; the loop's heartbeat at least as often as it is due
+        renew_every = self.lease.total_seconds() / 3
+        due = time.monotonic() + renew_every
+        while not self._done.wait(min(renew_every, HEARTBEAT_SECONDS)):
+            self.beat()  # the loop is alive, busy with one (long) message
+            if time.monotonic() < due:  # a tick early at worst: renewed one tick later, well within the lease
+                continue
+            due = time.monotonic() + renew_every
             try:
                 with self.engine.begin() as conn:
                     if not queue.renew(conn, self.message_id, self.owner, self.lease):
                         return  # lost or released: the runner notices at its next fenced step
-            except OperationalError as exc:
-                log.warning("lease renewal for %s failed: %s", self.message_id, exc.orig or exc)
+            except SQLAlchemyError as exc:  # this thread must not die: the runner's fenced steps stay safe
+                log.warning("lease renewal for %s failed: %s", self.message_id, describe(exc))
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

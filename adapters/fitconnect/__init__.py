@@ -13,11 +13,18 @@ Error kinds (:mod:`hub.errors`)::
     └── Deferred                  rate limit exhausted: nothing was sent
     Permanent                     our misconfiguration: credentials, keys, unknown destination, conflicting decision
     CallbackRefused               a callback that is forged, stale or replayed (not a HubError: answer 401)
+    └── CallbackMalformed         a callback header of a shape the protocol never sends (answer 400)
 """
 
 from __future__ import annotations
 
-from adapters.fitconnect.callbacks import CallbackRefused, ReplayGuard, callback_signature, verify_callback
+from adapters.fitconnect.callbacks import (
+    CallbackMalformed,
+    CallbackRefused,
+    ReplayGuard,
+    callback_signature,
+    verify_callback,
+)
 from adapters.fitconnect.client import SubscriberClient
 from adapters.fitconnect.config import DestinationConfig, FitConnectConfig
 from adapters.fitconnect.events import ACCEPT, REJECT
@@ -30,6 +37,7 @@ __all__ = [
     "REJECT",
     "Attachment",
     "AuthTags",
+    "CallbackMalformed",
     "CallbackRefused",
     "CaseEvent",
     "DestinationConfig",

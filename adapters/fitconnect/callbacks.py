@@ -5,19 +5,27 @@ The delivery service POSTs JSON with two headers: ``callback-timestamp`` (unix s
 callback secret. We refuse a callback whose headers are missing, whose timestamp is more than five minutes
 off, whose MAC does not match (compared in constant time), or whose MAC was already seen within the
 window (a replay). A callback only triggers a poll: polling stays the source of truth.
+
+Shapes are checked before any HMAC is computed: the timestamp must be 1 to 12 ASCII digits (no sign, no
+other scripts' digits, no exponent), the authentication exactly 128 hex characters.
+:class:`CallbackMalformed` says a header is there but cannot be what the protocol sends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 import time
 from collections import OrderedDict
 
-__all__ = ["MAX_SKEW_SECONDS", "CallbackRefused", "ReplayGuard", "callback_signature", "verify_callback"]
+__all__ = ["MAX_SKEW_SECONDS", "CallbackMalformed", "CallbackRefused", "ReplayGuard", "callback_signature",
+           "verify_callback"]
 
 MAX_SKEW_SECONDS = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[0-9a-fA-F]{128}")
 
 
 class CallbackRefused(Exception):
@@ -26,6 +34,10 @@ class CallbackRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CallbackMalformed(CallbackRefused):
+    """A callback header is present but has a shape the protocol never sends (answer 400)."""
 
 
 class ReplayGuard:
@@ -61,14 +73,16 @@ def verify_callback(secret: str, timestamp: str | None, authentication: str | No
     if not timestamp or not authentication:
         raise CallbackRefused("callback-timestamp or callback-authentication header missing")
     stamp = timestamp.strip()
-    if not stamp.isdigit() or len(stamp) > 12:
-        raise CallbackRefused("callback-timestamp is not unix seconds")
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise CallbackMalformed("callback-timestamp is not unix seconds (1 to 12 ASCII digits)")
+    given = authentication.strip().lower()
+    if not _MAC.fullmatch(given):
+        raise CallbackMalformed("callback-authentication is not an HMAC-SHA512 (128 hexadecimal characters)")
     moment = time.time() if now is None else now
     if abs(moment - int(stamp)) > MAX_SKEW_SECONDS:
         raise CallbackRefused(f"callback-timestamp {stamp} is more than {MAX_SKEW_SECONDS} s from now")
     expected = callback_signature(secret, stamp, body)
-    given = authentication.strip().lower()
-    if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace")):
+    if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
         raise CallbackRefused("callback-authentication does not match (wrong secret or altered body)")
     if seen is not None and not seen.check_and_remember(given, moment):
         raise CallbackRefused("callback replayed (same authentication seen within the window)")

@@ -12,10 +12,16 @@ Errors (see :mod:`hub.errors`): :class:`~adapters.fitconnect.problems.Submission
 when the submission can never be processed, ``Retriable`` for anything transient (``Deferred`` while the
 delivery service's rate limit is exhausted), ``Permanent`` for our own misconfiguration. Accept and reject
 are idempotent: the case's event log is read first, and a 409 is resolved by reading it again.
+
+Sizes are checked before work is spent on them: the submission answer, each JWE against the plaintext
+limits it could hold, the number of attachments, and each attachment against what is left of the
+submission's total (``Content-Length`` before the download, counted bytes during it, plaintext while
+decrypting). What a sender exceeds is a ``technical-error`` for that part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -32,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.fitconnect import metadata as checks
 from adapters.fitconnect import problems as p
-from adapters.fitconnect.api import SubmissionApi, TooLarge
+from adapters.fitconnect.api import AnswerTooLarge, SubmissionApi, TooLarge
 from adapters.fitconnect.config import DestinationConfig, FitConnectConfig
 from adapters.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
 from adapters.fitconnect.events import ACCEPT, REJECT, SetInvalid, accept_set, reject_set, verify_set
@@ -41,18 +47,37 @@ from adapters.fitconnect.models import Attachment, AuthTags, CaseEvent, Submissi
 from adapters.fitconnect.problems import EventProblem, SubmissionRejected
 from adapters.fitconnect.token import TokenCache
 from hub.errors import Permanent, Retriable
+from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits
+from hub.xmlsafe import XmlLimits
 
 __all__ = ["SubscriberClient"]
 
 log = logging.getLogger(__name__)
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JWKS_MIN_REFRESH = 60.0  # an unknown kid triggers a JWKS refetch at most this often
+_MAX_PAGES = 200  # a listing or event log longer than this is read on for the next poll, never forever
+_JWE_OVERHEAD = 64 * 1024  # protected header, encrypted key (RSA 4096), IV and tag, with room to spare
+
+
+def jwe_limit(plaintext_bytes: int) -> int:
+    """The longest compact JWE that can hold ``plaintext_bytes`` (base64url adds a third)."""
+    return plaintext_bytes * 4 // 3 + _JWE_OVERHEAD
 
 
 @dataclass(frozen=True)
 class _Keys:
     encryption: PrivateKey
     signing: PrivateKey
+
+
+def _ref(item: Any) -> SubmissionRef | None:
+    """One listing entry, or None when it is not three UUIDs (they become paths and database keys)."""
+    if not isinstance(item, dict):
+        return None
+    ids = [item.get(k) for k in ("submissionId", "caseId", "destinationId")]
+    if not all(isinstance(i, str) and _UUID.match(i) for i in ids):
+        return None
+    return SubmissionRef(str(ids[0]), str(ids[1]), str(ids[2]))
 
 
 def _load(destination: DestinationConfig, kind: Purpose) -> PrivateKey:
@@ -68,13 +93,20 @@ def _load(destination: DestinationConfig, kind: Purpose) -> PrivateKey:
 class SubscriberClient:
     """Thread-safe; one per process. ``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
 
-    def __init__(self, config: FitConnectConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: FitConnectConfig, *, transport: httpx.BaseTransport | None = None,
+                 json_limits: JsonLimits = DEFAULT_JSON_LIMITS, xml_max_depth: int = 256) -> None:
         self.config = config
+        self._metadata_limits = dataclasses.replace(json_limits, max_bytes=config.max_metadata_bytes)
+        self._data_limits = dataclasses.replace(json_limits, max_bytes=config.max_data_bytes)
+        self._xml_limits = XmlLimits(max_bytes=config.max_data_bytes, max_depth=xml_max_depth)
+        #: GET /v1/submissions/{id} carries the encrypted metadata and data: room for both at their limits
+        self._submission_answer_max = jwe_limit(config.max_data_bytes) + jwe_limit(config.max_metadata_bytes) \
+            + 1024 * 1024
         self._keys = {d.id.lower(): _Keys(_load(d, "encryption"), _load(d, "signing")) for d in config.destinations}
         timeout = httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds)
         self._http = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport)
         self._tokens = TokenCache(config, self._http)
-        self.api = SubmissionApi(config.submission_api_url, self._http, self._tokens.token)
+        self.api = SubmissionApi(config.submission_api_url, self._http, self._tokens.token, json_limits=json_limits)
         self._jwks_lock = threading.Lock()
         self._jwks: dict[str, rsa.RSAPublicKey] = {}
         self._jwks_fetched = float("-inf")
@@ -102,19 +134,17 @@ class SubscriberClient:
         self._destination(destination_id)
         refs: dict[str, SubmissionRef] = {}
         offset, limit = 0, self.config.page_size
-        while True:
+        for _ in range(_MAX_PAGES):
             page = self.api.get_json("/v1/submissions", what=f"GET /v1/submissions ({destination_id})",
                                      params={"destinationId": destination_id, "limit": limit, "offset": offset})
             items = page.get("submissions") if isinstance(page, dict) else None
             if not isinstance(items, list):
                 raise Retriable("GET /v1/submissions: answer without a 'submissions' list")
             for item in items:
-                try:
-                    ref = SubmissionRef(str(item["submissionId"]), str(item["caseId"]), str(item["destinationId"]))
-                except (KeyError, TypeError):
+                ref = _ref(item)
+                if ref is None:  # the delivery service's mistake: the others are still fetched
                     log.warning("fitconnect: skipping a malformed entry of GET /v1/submissions")
-                    continue
-                if ref.destination_id.lower() == destination_id.lower():
+                elif ref.destination_id.lower() == destination_id.lower():
                     refs.setdefault(ref.submission_id.lower(), ref)
             offset += len(items)
             total = page.get("totalCount")
@@ -131,13 +161,21 @@ class SubscriberClient:
         ``Retriable`` on transient failures (partial files removed), ``Permanent`` on misconfiguration."""
         keys = self._destination(ref.destination_id)
         what = f"GET /v1/submissions/{ref.submission_id}"
-        body = self.api.get_json(f"/v1/submissions/{ref.submission_id}", what=what)
-        if not isinstance(body, dict) or not isinstance(body.get("serviceType"), dict):
+        try:
+            body = self.api.get_json(f"/v1/submissions/{ref.submission_id}", what=what,
+                                     max_bytes=self._submission_answer_max)
+        except AnswerTooLarge as exc:
+            raise SubmissionRejected([p.technical_error(
+                f"Die Einreichung ist größer als {exc.limit} Bytes (verschlüsselte Metadaten und Fachdaten).")]) \
+                from None
+        if not isinstance(body, dict) or not isinstance(body.get("serviceType"), dict) \
+                or not isinstance(body.get("attachments", []), list):
             raise Retriable(f"{what}: the answer is not a submission")
         if str(body.get("destinationId", "")).lower() != ref.destination_id.lower():
-            raise Permanent(f"{what}: belongs to destination {body.get('destinationId')}, not {ref.destination_id}")
+            raise Permanent(f"{what}: belongs to destination {str(body.get('destinationId'))[:64]!r}, "
+                            f"not {ref.destination_id}")
         service = body["serviceType"]
-        service_id, service_name = str(service.get("identifier", "")), str(service.get("name", ""))
+        service_id, service_name = str(service.get("identifier", ""))[:255], str(service.get("name", ""))[:500]
         metadata, metadata_tag = self._metadata(body.get("encryptedMetadata"), keys)
         problems: list[EventProblem] = []
         declared = metadata.get("publicServiceType")
@@ -147,7 +185,11 @@ class SubscriberClient:
         data, data_tag, mime = self._data(body.get("encryptedData"), metadata, keys, problems)
         entries = checks.attachment_entries(metadata)
         listed = {str(a).lower(): str(a) for a in body.get("attachments") or []}
-        if entries.keys() != listed.keys():
+        most = self.config.max_attachments
+        if max(len(entries), len(listed)) > most:
+            problems.append(p.technical_error(f"Die Einreichung hat {max(len(entries), len(listed))} Anlagen; "
+                                              f"der Empfänger nimmt höchstens {most} an."))
+        elif entries.keys() != listed.keys():
             missing, extra = sorted(entries.keys() - listed.keys()), sorted(listed.keys() - entries.keys())
             problems.append(p.attachments_mismatch(
                 f"In den Metadaten genannt, aber nicht hochgeladen: {missing or '-'}; hochgeladen, aber nicht in "
@@ -157,19 +199,23 @@ class SubscriberClient:
         attachments, tags = self._attachments(ref, entries, listed, keys, workdir)
         log.info("fitconnect: fetched submission %s (case %s, %d attachment(s))", ref.submission_id, ref.case_id,
                  len(attachments))
-        return Submission(ref.submission_id, str(body.get("caseId", ref.case_id)), ref.destination_id, service_id,
+        return Submission(ref.submission_id, ref.case_id, ref.destination_id, service_id,
                           service_name, metadata, data, mime, attachments, AuthTags(metadata_tag, data_tag, tags))
 
     def _metadata(self, token: Any, keys: _Keys) -> tuple[dict[str, Any], str]:
         if not isinstance(token, str):
             raise SubmissionRejected([p.encryption_issue("metadata", "Die Einreichung enthält keine Metadaten.")])
+        limit = self.config.max_metadata_bytes
+        if len(token) > jwe_limit(limit):
+            raise SubmissionRejected([p.technical_error(f"Die Metadaten sind größer als {limit} Bytes.", "metadata")])
         try:
-            raw, tag = decrypt_compact(token, [keys.encryption], max_plaintext=self.config.max_data_bytes)
-        except PlaintextTooLarge as exc:
-            raise SubmissionRejected([p.technical_error(str(exc), "metadata")]) from None
+            raw, tag = decrypt_compact(token, [keys.encryption], max_plaintext=limit)
+        except PlaintextTooLarge:
+            raise SubmissionRejected([p.technical_error(f"Die Metadaten sind größer als {limit} Bytes.",
+                                                        "metadata")]) from None
         except DecryptionFailed as exc:
             raise SubmissionRejected([p.encryption_issue("metadata", f"Die Metadaten: {exc}.")]) from None
-        metadata, found = checks.parse_metadata(raw)
+        metadata, found = checks.parse_metadata(raw, self._metadata_limits)
         found = found or checks.check_metadata(metadata or {})
         if found or metadata is None:
             raise SubmissionRejected(found)
@@ -180,10 +226,15 @@ class SubscriberClient:
         if not isinstance(token, str):
             problems.append(p.missing_data())
             return b"", "", ""
+        limit = self.config.max_data_bytes
+        too_large = p.technical_error(f"Der Fachdatensatz ist größer als {limit} Bytes.", "data")
+        if len(token) > jwe_limit(limit):
+            problems.append(too_large)
+            return b"", "", ""
         try:
-            data, tag = decrypt_compact(token, [keys.encryption], max_plaintext=self.config.max_data_bytes)
-        except PlaintextTooLarge as exc:
-            problems.append(p.technical_error(str(exc), "data"))
+            data, tag = decrypt_compact(token, [keys.encryption], max_plaintext=limit)
+        except PlaintextTooLarge:
+            problems.append(too_large)
             return b"", "", ""
         except DecryptionFailed as exc:
             problems.append(p.encryption_issue("data", f"Der Fachdatensatz: {exc}."))
@@ -191,7 +242,7 @@ class SubscriberClient:
         found = checks.check_data_hash(metadata, data)
         mime = checks.data_mime_type(metadata) or ""
         if not found and mime:
-            found = checks.check_data_syntax(data, mime)
+            found = checks.check_data_syntax(data, mime, self._data_limits, self._xml_limits)
         problems.extend(found)
         return data, tag, mime
 
@@ -201,8 +252,7 @@ class SubscriberClient:
         attachments: list[Attachment] = []
         tags: dict[str, str] = {}
         problems: list[EventProblem] = []
-        # base64url adds a third; allow the header and key segments on top
-        download_limit = self.config.max_attachment_bytes * 4 // 3 + 64 * 1024
+        left = self.config.max_submission_bytes  # for all attachments together
         try:
             for key, entry in entries.items():
                 attachment_id = listed[key]
@@ -212,22 +262,28 @@ class SubscriberClient:
                     continue
                 encrypted, target = workdir / f"{attachment_id}.jwe", workdir / f"attachment-{attachment_id}"
                 path = f"/v1/submissions/{ref.submission_id}/attachments/{attachment_id}"
+                most = min(self.config.max_attachment_bytes, left)
                 try:
-                    self.api.download(path, encrypted, what=f"GET {path}", max_bytes=download_limit)
-                    decrypted = decrypt_file(encrypted, target, [keys.encryption],
-                                             max_plaintext=self.config.max_attachment_bytes)
+                    self.api.download(path, encrypted, what=f"GET {path}", max_bytes=jwe_limit(most))
+                    decrypted = decrypt_file(encrypted, target, [keys.encryption], max_plaintext=most)
                 except (TooLarge, PlaintextTooLarge):
+                    if most == self.config.max_attachment_bytes:
+                        problems.append(p.technical_error(
+                            f"Die Anlage ist größer als {self.config.max_attachment_bytes} Bytes.", instance))
+                        continue
                     problems.append(p.technical_error(
-                        f"Die Anlage ist größer als {self.config.max_attachment_bytes} Bytes.", instance))
-                    continue
+                        f"Die Anlagen sind zusammen größer als {self.config.max_submission_bytes} Bytes."))
+                    break  # the total is spent: downloading the others would change nothing
                 except DecryptionFailed as exc:
                     problems.append(p.encryption_issue(instance, f"Die Anlage {attachment_id}: {exc}."))
                     continue
                 finally:
                     encrypted.unlink(missing_ok=True)
+                left -= decrypted.size
+                filename = entry.get("filename")
                 attachments.append(Attachment(attachment_id, target, str(entry.get("mimeType", "")),
-                                              entry.get("filename"), str(entry.get("purpose", "")), decrypted.size,
-                                              decrypted.sha256))
+                                              filename if isinstance(filename, str) else None,
+                                              str(entry.get("purpose", "")), decrypted.size, decrypted.sha256))
                 if not checks.hash_matches(entry.get("hash"), decrypted.sha512):
                     problems.append(p.hash_mismatch(instance))
                     continue
@@ -295,7 +351,7 @@ class SubscriberClient:
         keys = self._destination(destination_id)
         tokens: list[str] = []
         offset, limit = 0, self.config.page_size
-        while True:
+        for _ in range(_MAX_PAGES):
             page = self.api.get_json(f"/v1/cases/{case_id}/events", what=f"GET /v1/cases/{case_id}/events",
                                      params={"limit": limit, "offset": offset})
             items = page.get("eventLog") if isinstance(page, dict) else None

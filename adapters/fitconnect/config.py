@@ -16,6 +16,8 @@ __all__ = ["DestinationConfig", "FitConnectConfig"]
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MAX_ATTACHMENT_BYTES = 500 * 1024 * 1024  # FIT-Connect's limit per attachment
+MAX_ATTACHMENTS = 100  # FIT-Connect's limit per submission
+MAX_SUBMISSION_BYTES = 2 * 1024 * 1024 * 1024  # FIT-Connect's limit for all attachments of one submission
 
 
 class _Model(BaseModel):
@@ -51,7 +53,13 @@ class FitConnectConfig(_Model):
     connect_timeout_seconds: float = Field(5.0, gt=0)
     token_refresh_margin_seconds: float = Field(60.0, ge=0, description="fetch a new token this long before expiry")
     max_attachment_bytes: int = Field(MAX_ATTACHMENT_BYTES, gt=0, description="plaintext limit per attachment")
-    max_data_bytes: int = Field(64 * 1024 * 1024, gt=0, description="plaintext limit for data and metadata")
+    max_data_bytes: int = Field(64 * 1024 * 1024, gt=0, description="plaintext limit for the data")
+    max_metadata_bytes: int = Field(1024 * 1024, gt=0, description="plaintext limit for the metadata")
+    max_attachments: int = Field(MAX_ATTACHMENTS, ge=0, description="attachments per submission")
+    max_submission_bytes: int = Field(MAX_SUBMISSION_BYTES, gt=0,
+                                      description="plaintext limit for all attachments of one submission together")
+    max_intake_failures: int = Field(5, ge=1, le=1000, description="polls that may fail on one submission with an "
+                                     "unexpected error before it is refused with technical-error")
     jwks_cache_seconds: float = Field(3600.0, ge=0, description="how long the delivery service's JWKS is cached")
     callback_secret: SecretStr | None = Field(None, description="HMAC secret of the new-submission callback")
     poll_interval_seconds: float = Field(60.0, gt=0, description="how often the hub polls (callbacks wake it sooner)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import io
-import json
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.fitconnect.keys import PrivateKey, b64u_decode
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = ["CHUNK", "DecryptedFile", "DecryptionFailed", "PlaintextTooLarge", "decrypt_compact", "decrypt_file",
            "protected_header"]
@@ -37,6 +37,8 @@ __all__ = ["CHUNK", "DecryptedFile", "DecryptionFailed", "PlaintextTooLarge", "d
 CHUNK = 1 << 20  # base64url characters per read; a multiple of 4, so chunks decode independently
 _HEAD = 64 * 1024  # the protected header, encrypted key and IV must lie within the first 64 KiB
 _TRANSLATE = bytes.maketrans(b"-_", b"+/")
+#: a JOSE header is a handful of short members; anything bigger or deeper is not a FIT-Connect JWE
+_HEADER_LIMITS = JsonLimits(max_bytes=16 * 1024, max_depth=8, max_number_chars=40, max_string_chars=8 * 1024)
 
 
 class DecryptionFailed(Exception):
@@ -58,9 +60,13 @@ class DecryptedFile:
 
 
 def protected_header(segment: bytes | str) -> dict[str, Any]:
+    if len(segment) > _HEADER_LIMITS.max_bytes * 4 // 3 + 4:
+        raise DecryptionFailed(f"the JWE header is larger than {_HEADER_LIMITS.max_bytes} bytes")
     try:
-        header = json.loads(b64u_decode(segment))
-    except (ValueError, UnicodeDecodeError):
+        header = loads(b64u_decode(segment), _HEADER_LIMITS)
+    except JsonRejected as exc:
+        raise DecryptionFailed(f"the JWE header is not acceptable JSON ({exc.title}: {exc.detail})") from None
+    except ValueError:
         raise DecryptionFailed("the JWE header is not base64url-encoded JSON") from None
     if not isinstance(header, dict):
         raise DecryptionFailed("the JWE header is not a JSON object")
@@ -76,6 +82,8 @@ def protected_header(segment: bytes | str) -> dict[str, Any]:
 
 def _content_key(header: dict[str, Any], encrypted_key: bytes, keys: Sequence[PrivateKey]) -> bytes:
     kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise DecryptionFailed("the JWE header's kid is not a string")
     candidates = [k for k in keys if k.matches(kid)] if kid is not None else list(keys)
     if not candidates:
         raise DecryptionFailed(f"the JWE is encrypted for key {kid!r}, which is not this destination's "

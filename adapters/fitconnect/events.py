@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from adapters.fitconnect.keys import PrivateKey, b64u_decode, b64u_encode
 from adapters.fitconnect.models import AuthTags, CaseEvent, SubmissionRef
 from adapters.fitconnect.problems import EventProblem
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = ["ACCEPT", "EVENT_BASE", "REJECT", "SET_SCHEMA", "SetInvalid", "accept_set", "build_set", "parse_set",
            "reject_set", "verify_set"]
@@ -32,6 +33,9 @@ ACCEPT = EVENT_BASE + "accept-submission"
 REJECT = EVENT_BASE + "reject-submission"
 SET_SCHEMA = "https://schema.fitko.de/fit-connect/set-payload/1.0.0/set-payload.schema.json"
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+#: a SET's header and claims (problems, authentication tags of up to 100 attachments) fit easily
+_SET_LIMITS = JsonLimits(max_bytes=256 * 1024, max_depth=16, max_number_chars=40, max_string_chars=64 * 1024)
+_LATEST_IAT = 253402300799  # 9999-12-31T23:59:59Z: anything later is not a time
 
 #: finds the public key for a SET: (kid, iss) → key, or None when the issuer's key is unknown
 KeyResolver = Callable[[str, str], rsa.RSAPublicKey | None]
@@ -42,7 +46,8 @@ class SetInvalid(ValueError):
 
 
 def _json_b64(value: dict[str, Any]) -> str:
-    return b64u_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    # ASCII with \u escapes: encoding can never fail, whatever text a problem detail carries
+    return b64u_encode(json.dumps(value, separators=(",", ":")).encode("ascii"))
 
 
 def build_set(key: PrivateKey, *, issuer: str, submission_id: str, case_id: str, event: str,
@@ -73,9 +78,11 @@ def parse_set(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]
     if len(parts) != 3:
         raise SetInvalid(f"not a compact JWS ({len(parts)} segments)")
     try:
-        header, claims = json.loads(b64u_decode(parts[0])), json.loads(b64u_decode(parts[1]))
+        header, claims = loads(b64u_decode(parts[0]), _SET_LIMITS), loads(b64u_decode(parts[1]), _SET_LIMITS)
         signature = b64u_decode(parts[2])
-    except (ValueError, UnicodeDecodeError):
+    except JsonRejected as exc:
+        raise SetInvalid(f"header or claims are not acceptable JSON ({exc.title})") from None
+    except ValueError:
         raise SetInvalid("header, claims or signature are not base64url JSON") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise SetInvalid("header and claims must be JSON objects")
@@ -88,8 +95,9 @@ def parse_set(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]
     for name in ("iss", "jti", "sub", "txn"):
         if not isinstance(claims.get(name), str):
             raise SetInvalid(f"claim {name!r} missing")
-    if not isinstance(claims.get("iat"), int):
-        raise SetInvalid("claim 'iat' missing")
+    iat = claims.get("iat")
+    if not isinstance(iat, int) or isinstance(iat, bool) or not 0 <= iat <= _LATEST_IAT:
+        raise SetInvalid("claim 'iat' missing or not a time")
     return header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
 
 

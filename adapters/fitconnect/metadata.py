@@ -7,6 +7,11 @@ Schema versions: a metadata document must name its schema in ``$schema``
 (``https://schema.fitko.de/fit-connect/metadata/<x.y.z>/metadata.schema.json``). Major version 1 is
 supported and validated against the bundled 1.0.0 schema (later 1.x minors only add optional members);
 any other version is ``unsupported-schema``; no ``$schema`` at all is ``missing-schema``.
+
+Parsing: metadata and JSON data go through :func:`hub.jsonsafe.loads`, XML data through
+:func:`hub.xmlsafe.parse`, with the limits the caller passes (``HubConfig.limits``). Whatever they refuse
+(deep nesting, huge numbers, lone surrogates, duplicate keys, NaN, DOCTYPEs, …) is a ``syntax-violation``;
+no other exception type leaves these functions for any input.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from lxml import etree
 
 from adapters.fitconnect import problems
 from adapters.fitconnect.problems import EventProblem
+from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits, JsonRejected, loads
+from hub.xmlsafe import DEFAULT_LIMITS as DEFAULT_XML_LIMITS
+from hub.xmlsafe import XmlLimits, XmlRejected, parse
 
 __all__ = ["SCHEMA_PATH", "attachment_entries", "check_data_hash", "check_data_syntax", "check_metadata",
            "hash_matches", "parse_metadata"]
@@ -40,11 +47,13 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-def parse_metadata(raw: bytes) -> tuple[dict[str, Any] | None, list[EventProblem]]:
+def parse_metadata(raw: bytes, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> tuple[dict[str, Any] | None,
+                                                                                   list[EventProblem]]:
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, [problems.syntax_violation("metadata", f"Die Metadaten sind kein valides JSON ({exc}).")]
+        value = loads(raw, limits)
+    except JsonRejected as exc:
+        return None, [problems.syntax_violation("metadata", f"Die Metadaten sind kein valides JSON ({exc.title}: "
+                                                f"{exc.detail}).")]
     if not isinstance(value, dict):
         return None, [problems.syntax_violation("metadata", "Die Metadaten sind kein JSON-Objekt.")]
     return value, []
@@ -97,19 +106,22 @@ def data_mime_type(metadata: dict[str, Any]) -> str | None:
     return mime if mime in DATA_MIME_TYPES else None
 
 
-def check_data_syntax(data: bytes, mime_type: str) -> list[EventProblem]:
-    """Well-formedness only; validating against the referenced data schema is the pipeline's job."""
+def check_data_syntax(data: bytes, mime_type: str, json_limits: JsonLimits = DEFAULT_JSON_LIMITS,
+                      xml_limits: XmlLimits = DEFAULT_XML_LIMITS) -> list[EventProblem]:
+    """Well-formedness (within the limits) only; validating against the referenced data schema is the
+    pipeline's job."""
     if mime_type == "application/json":
         try:
-            json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return [problems.syntax_violation("data", f"Der Fachdatensatz ist kein valides JSON ({exc}).")]
+            loads(data, json_limits)
+        except JsonRejected as exc:
+            return [problems.syntax_violation("data", f"Der Fachdatensatz ist kein valides JSON ({exc.title}: "
+                                              f"{exc.detail}).")]
         return []
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        return [problems.syntax_violation("data", f"Der Fachdatensatz ist kein wohlgeformtes XML ({exc.msg}).")]
+        parse(data, xml_limits)
+    except XmlRejected as exc:
+        return [problems.syntax_violation("data", f"Der Fachdatensatz ist kein wohlgeformtes XML ({exc.title}: "
+                                          f"{exc.detail}).")]
     return []
 
 

@@ -12,6 +12,7 @@ rejected and the lead's pipeline answers with :meth:`SubscriberClient.reject` us
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,15 @@ __all__ = [
 
 PROBLEM_BASE = "https://schema.fitko.de/fit-connect/events/problems/"
 _DETAIL_MAX = 500  # details go back to the sender; keep them short and free of payload dumps
+_INSTANCE_MAX = 200
+# C0/C1 controls (but tab and newline) and lone surrogates: they cannot travel in a SET (UTF-8 JSON)
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _clean(text: str, limit: int) -> str:
+    """Sender-controlled text can end up in a detail: make it printable, encodable and short."""
+    text = _UNPRINTABLE.sub("\ufffd", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,7 @@ class SubmissionRejected(Invalid):
 
 
 def _problem(name: str, title: str, detail: str, instance: str) -> EventProblem:
-    if len(detail) > _DETAIL_MAX:
-        detail = detail[: _DETAIL_MAX - 1] + "…"
-    return EventProblem(PROBLEM_BASE + name, title, detail, instance)
+    return EventProblem(PROBLEM_BASE + name, title, _clean(detail, _DETAIL_MAX), _clean(instance, _INSTANCE_MAX))
 
 
 def attachment_instance(attachment_id: str) -> str:

@@ -17,17 +17,16 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from adapters.fitconnect import CallbackRefused, ReplayGuard, verify_callback
+from adapters.fitconnect import ReplayGuard
 from hub import operations, store
-from hub.api import problems
-from hub.api.problems import PROBLEM_JSON, Problem
+from hub.api import callbacks, problems
+from hub.api.health import health_router
+from hub.api.problems import Problem
 from hub.api.views import message_detail, message_summary
 from hub.auth import Principal, authenticate
 from hub.config import HubConfig
-from hub.db import ping
 from hub.models import Message
 from hub.pipeline.verify import is_json, is_xml
 from hub.rules import RuleHolder, RulesError
@@ -198,36 +197,11 @@ def create_app(
 
     @app.post("/api/v1/fitconnect/callback")
     async def fitconnect_callback(request: Request) -> dict[str, Any]:
-        """FIT-Connect's new-submission callback: checked (HMAC, timestamp, replay), then it triggers a poll."""
-        fc = config.fitconnect
-        if fc is None or fc.callback_secret is None or on_callback is None:
-            raise Problem(404, "callbacks-not-configured", "Callbacks not configured",
-                          "this hub has no FIT-Connect callback secret; it polls instead")
-        body = await _read_capped(request, 64 * 1024)
-        try:
-            verify_callback(fc.callback_secret.get_secret_value(), request.headers.get("callback-timestamp"),
-                            request.headers.get("callback-authentication"), body, seen=replay_guard)
-        except CallbackRefused as exc:
-            log.warning("FIT-Connect callback refused from %s: %s", request.client.host if request.client else "?",
-                        exc)
-            raise Problem(401, "callback-refused", "Callback refused", str(exc)) from None
-        on_callback()
-        return {"status": "ok", "action": "poll triggered"}
+        """FIT-Connect's new-submission callback: checked (size, shape, HMAC, timestamp, replay), then it
+        triggers a poll (:mod:`hub.api.callbacks`)."""
+        return await callbacks.receive(request, config, replay_guard, on_callback)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        try:
-            await run_in_threadpool(ping, engine)
-        except SQLAlchemyError as exc:
-            return JSONResponse(
-                {"type": problems.TYPE_PREFIX + "unhealthy", "title": "Database not reachable", "status": 503,
-                 "detail": f"the database did not answer: {type(exc).__name__}", "live": True, "database": "down"},
-                status_code=503, media_type=PROBLEM_JSON)
-        return JSONResponse({"status": "ok", "live": True, "database": "ok"})
-
-    @app.get("/health/live")
-    async def live() -> dict[str, Any]:
-        return {"status": "ok", "live": True}
+    app.include_router(health_router(config, engine))  # /health, /health/live, /health/ready
 
     return app
 

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from adapters.fitconnect import CallbackRefused, ReplayGuard, callback_signature, verify_callback
+from adapters.fitconnect import CallbackMalformed, CallbackRefused, ReplayGuard, callback_signature, verify_callback
 
 SECRET = "insecure_unsafe_qHScgrg_kP-R31jHUwp3GkVkGJolvBchz65b74Lzue0"
 BODY = b'{"type":"https://schema.fitko.de/fit-connect/submission-api/callbacks/new-submissions","submissions":[]}'
@@ -39,12 +39,24 @@ def test_missing_or_odd_headers(headers: tuple[str | None, str | None], reason: 
         verify_callback(SECRET, headers[0], headers[1], BODY, now=NOW)
 
 
-@pytest.mark.parametrize("case", ["wrong secret", "altered body", "garbage"])
+@pytest.mark.parametrize("case", ["wrong secret", "altered body"])
 def test_forged(case: str) -> None:
     stamp, mac = signed(secret="another-secret") if case == "wrong secret" else signed()
     body = BODY + b" " if case == "altered body" else BODY
     with pytest.raises(CallbackRefused, match="does not match"):
-        verify_callback(SECRET, stamp, "zz-not-hex" if case == "garbage" else mac, body, now=NOW)
+        verify_callback(SECRET, stamp, mac, body, now=NOW)
+
+
+@pytest.mark.parametrize("stamp, mac, reason", [
+    ("1700000000", "zz-not-hex", "128 hexadecimal"),
+    ("1700000000", "a" * 127, "128 hexadecimal"),
+    ("\u0661\u0667\u0660\u0660", "a" * 128, "ASCII digits"),  # Arabic-Indic digits: str.isdigit() says yes
+    ("-1700000000", "a" * 128, "ASCII digits"),
+    ("9" * 13, "a" * 128, "ASCII digits"),
+])
+def test_malformed_headers_are_refused_before_the_hmac(stamp: str, mac: str, reason: str) -> None:
+    with pytest.raises(CallbackMalformed, match=reason):
+        verify_callback(SECRET, stamp, mac, BODY, now=NOW)
 
 
 @pytest.mark.parametrize("offset", [-301, 301])

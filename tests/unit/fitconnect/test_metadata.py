@@ -92,7 +92,7 @@ def test_hash_comparison() -> None:
 @pytest.mark.parametrize("data, mime, ok", [
     (b"<a><b/></a>", "application/xml", True),
     (b"<a><b></a>", "application/xml", False),
-    (b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>', "application/xml", True),
+    (b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>', "application/xml", False),
     (b'{"a": 1}', "application/json", True),
     (b'{"a": ', "application/json", False),
 ])
