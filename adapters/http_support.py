@@ -20,7 +20,8 @@ from adapters.http_status import raise_for_status, retry_after_seconds
 from hub.errors import Permanent, Retriable
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
-__all__ = ["BEARER_TOKEN", "TokenCache", "redact_url", "retry_after_seconds", "transport_problem"]
+__all__ = ["BEARER_TOKEN", "TokenCache", "TooLarge", "declared_length", "read_capped", "redact_url",
+           "retry_after_seconds", "transport_problem"]
 
 #: RFC 6750 §2.1 b64token: what may follow ``Bearer``. Anything else would break the header (and httpx
 #: would quote the offending value, the secret, in its exception).
@@ -89,10 +90,13 @@ class TokenCache:
             form["scope"] = self.scope
         where = f"token endpoint {redact_url(self.token_url)}"
         try:
-            r = self.client.post(self.token_url, data=form)
+            with self.client.stream("POST", self.token_url, data=form) as r:
+                body = read_capped(r, _TOKEN_JSON.max_bytes, truncate=r.status_code != 200)
         except httpx.TransportError as exc:
             raise Retriable(f"{where}: {type(exc).__name__}") from None
-        answer = _json_object(r)
+        except TooLarge:  # the endpoint's fault, like a 5xx: never a reason to give a message up
+            raise Retriable(f"{where} answered more than {_TOKEN_JSON.max_bytes} bytes") from None
+        answer = _json_object(r, body)
         if r.status_code in _REFUSED:  # RFC 6749 §5.2: the client credentials (or the grant) were refused
             error = str(answer.get("error", ""))[:100]
             raise Permanent(f"{where} refused the client credentials of {self.client_id!r}: "
@@ -104,7 +108,8 @@ class TokenCache:
         except (TypeError, ValueError):
             lifetime = -1.0
         if not isinstance(token, str) or not BEARER_TOKEN.fullmatch(token) or not lifetime > 0:
-            raise Permanent(f"{where} answered {r.status_code} without a usable access_token and expires_in")
+            # a broken answer from the endpoint heals when the endpoint is fixed: retry, as for a 5xx
+            raise Retriable(f"{where} answered {r.status_code} without a usable access_token and expires_in")
         return token, max(1.0, min(lifetime, _MAX_LIFETIME))
 
 
@@ -113,12 +118,37 @@ _MAX_LIFETIME = 24 * 3600.0  # an "expires_in" of years would keep a revoked tok
 _TOKEN_JSON = JsonLimits(max_bytes=64 * 1024, max_depth=8, max_string_chars=16 * 1024)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: httpx.Response, body: bytes) -> dict[str, Any]:
     """The token endpoint's JSON object, or ``{}`` when it sent anything else."""
     if "json" not in response.headers.get("content-type", ""):
         return {}
     try:
-        value = loads(response.content, _TOKEN_JSON)
+        value = loads(body, _TOKEN_JSON)
     except JsonRejected:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+class TooLarge(Exception):
+    """A download is larger than the limit; the caller decides what that means."""
+
+
+def declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+    """Read a streamed body of at most ``limit`` bytes (decoded). Over it: :class:`TooLarge`, or with
+    ``truncate`` the first ``limit`` bytes. ``Content-Length`` is checked before anything is read."""
+    declared = declared_length(response)
+    if declared is not None and declared > limit and not truncate:
+        raise TooLarge(f"the answer announces {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            if truncate:
+                return bytes(body[:limit])
+            raise TooLarge(f"the answer is larger than {limit} bytes")
+    return bytes(body)

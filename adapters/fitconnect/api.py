@@ -29,22 +29,19 @@ from typing import Any
 
 import httpx
 
-from adapters.http_support import retry_after_seconds
+from adapters.http_status import RETRIABLE
+from adapters.http_support import TooLarge, declared_length, read_capped, retry_after_seconds
 from hub.errors import Deferred, Permanent, Retriable
 from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits, JsonRejected, loads
 
 __all__ = ["ANSWER_MAX_BYTES", "TRANSIENT", "AnswerTooLarge", "SubmissionApi", "TooLarge", "read_capped",
            "retry_after"]
 
-TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+TRANSIENT = RETRIABLE  # the one status table (adapters.http_status)
 _EXCERPT = 300
 #: listing pages, event logs, JWKS, tokens, event answers: generous for 500 entries per page
 ANSWER_MAX_BYTES = 16 * 1024 * 1024
 _ERROR_BODY_MAX = 64 * 1024  # of an error answer only this much is read; the rest is dropped
-
-
-class TooLarge(Exception):
-    """A download is larger than the limit; the caller decides what that means."""
 
 
 class AnswerTooLarge(Retriable):
@@ -53,27 +50,6 @@ class AnswerTooLarge(Retriable):
     def __init__(self, message: str, limit: int) -> None:
         super().__init__(message, detail={"limit_bytes": limit})
         self.limit = limit
-
-
-def _declared_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length", "").strip()
-    return int(value) if value.isascii() and value.isdigit() else None
-
-
-def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
-    """Read a streamed body of at most ``limit`` bytes (decoded). Over it: :class:`TooLarge`, or with
-    ``truncate`` the first ``limit`` bytes. ``Content-Length`` is checked before anything is read."""
-    declared = _declared_length(response)
-    if declared is not None and declared > limit and not truncate:
-        raise TooLarge(f"the answer announces {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            if truncate:
-                return bytes(body[:limit])
-            raise TooLarge(f"the answer is larger than {limit} bytes")
-    return bytes(body)
 
 
 def _ratelimit(response: httpx.Response, name: str) -> str | None:
@@ -219,7 +195,7 @@ class SubmissionApi:
                     if not r.is_success:
                         self.check(_buffered(r, read_capped(r, _ERROR_BODY_MAX, truncate=True)), what)
                     self._note_limits(r)
-                    declared = _declared_length(r)
+                    declared = declared_length(r)
                     if declared is not None and declared > max_bytes:
                         raise TooLarge(f"{what}: announces {declared} bytes, more than {max_bytes}")
                     size = 0
