@@ -66,10 +66,13 @@ class ApiConfig(_Model):
     )
     intake_parse_threads: int = Field(
         1, ge=1, le=16,
-        description="intake bodies parsed at once (each parse of a hostile body can take ~50x its size)",
+        description="intake bodies parsed at once (a parse of a hostile body can take 30 times its size)",
     )
     retry_after_seconds: int = Field(
         5, ge=1, le=3600, description="Retry-After of a 503 (memory budget exhausted, database unavailable)"
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, description="all request header names and values together; more: 431"
     )
 
     @field_validator("public_url")

@@ -73,7 +73,7 @@ def create_app(
     holder = rules or RuleHolder(config)
     replay_guard = ReplayGuard()  # FIT-Connect callbacks seen lately: a replayed one is refused
     problems.install(app)
-    app.add_middleware(ErrorGuard, retry_after=api.retry_after_seconds)
+    app.add_middleware(ErrorGuard, retry_after=api.retry_after_seconds, max_header_bytes=api.max_header_bytes)
     xml_limits = config.limits.xml_limits(api.max_body_bytes)
     json_limits = config.limits.json_limits(api.max_body_bytes)
     # Links are built from configuration only: a Host header is the client's word, not the hub's address.

@@ -8,6 +8,7 @@ middleware sits inside it and catches every error itself:
 * the client went away while sending its body (``ClientDisconnect``): logged at debug; there is nobody to
   answer, and nothing was stored because the body never arrived;
 * the database is unreachable or busy: ``503 database-unavailable`` with ``Retry-After``, a one-line warning;
+* headers beyond ``api.max_header_bytes`` are refused with 431 before anything reads them;
 * anything else is a bug: ``500 internal-error`` with a generic detail; the log gets the type, a message
   safe to log (no SQL parameters) and the stack.
 
@@ -45,13 +46,22 @@ def safe_description(exc: BaseException) -> str:
 class ErrorGuard:
     """Answers every unhandled error as a problem and never lets it propagate to the server."""
 
-    def __init__(self, app: ASGIApp, retry_after: int) -> None:
+    def __init__(self, app: ASGIApp, retry_after: int, max_header_bytes: int) -> None:
         self.app = app
         self.retry_after = retry_after
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        size = sum(len(name) + len(value) for name, value in scope["headers"])
+        if size > self.max_header_bytes:
+            # The server reads a whole header block it received at once; past this, nothing looks at it.
+            problem = Problem(431, "headers-too-large", "Request headers too large",
+                              f"the request headers have {size} bytes; the limit is {self.max_header_bytes}",
+                              headers={"Connection": "close"})
+            await problem.response(scope.get("path"))(scope, receive, send)
             return
         started = False
 

@@ -143,6 +143,11 @@ def _content_length(request: Request, limit: int) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
         return None
+    if "transfer-encoding" in request.headers:
+        # RFC 9112 §6.3: both framings at once is how requests are smuggled past a proxy in front of the hub.
+        raise Problem(400, "bad-content-length", "Invalid Content-Length",
+                      "the request has both Transfer-Encoding and Content-Length; send one of them",
+                      headers={"Connection": "close"})
     if not declared.isascii() or not declared.isdigit() or len(declared) > 18:
         raise Problem(400, "bad-content-length", "Invalid Content-Length", "Content-Length must be a number")
     size = int(declared)
