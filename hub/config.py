@@ -66,7 +66,8 @@ class ApiConfig(_Model):
     )
     intake_parse_threads: int = Field(
         1, ge=1, le=16,
-        description="intake bodies parsed at once (a parse of a hostile body can take 30 times its size)",
+        description="threads that parse intake bodies, in each of two lanes (up to 1 MiB, larger); a parse of a "
+        "hostile body can take 25 (JSON) to 50 (XML) times its size",
     )
     retry_after_seconds: int = Field(
         5, ge=1, le=3600, description="Retry-After of a 503 (memory budget exhausted, database unavailable)"

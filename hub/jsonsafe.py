@@ -108,13 +108,14 @@ def _check_tree(value: Any, limits: JsonLimits) -> None:
     stack: list[Iterator[Any]] = [_items(value, limits)]
     while stack:
         for item in stack[-1]:
-            if isinstance(item, dict | list):
-                if len(stack) + 1 > limits.max_depth:
-                    raise _too_deep(limits)
-                stack.append(_items(item, limits))
-                break
             if isinstance(item, str):
                 _check_string(item, limits)
+            elif isinstance(item, dict | list):
+                if len(stack) >= limits.max_depth:
+                    raise _too_deep(limits)
+                if item:  # an empty one has nothing to check inside
+                    stack.append(_items(item, limits))
+                    break
         else:
             stack.pop()
 

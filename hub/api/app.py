@@ -93,7 +93,7 @@ def create_app(
         headers = intake_headers(request, api.max_body_bytes)
         body, reservation = await read_body(request, headers, api.max_body_bytes, budget, api.retry_after_seconds)
         with reservation:
-            await gate.run(check_payload, body, headers.is_xml, xml_limits, json_limits)
+            await gate.run(len(body), check_payload, body, headers.is_xml, xml_limits, json_limits)
             new = store.NewMessage(
                 tenant=who.tenant or "",
                 channel="rest",

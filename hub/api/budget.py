@@ -6,10 +6,11 @@ Two consumers dominate when strangers send large bodies at once:
   hold only what it has reserved (its declared ``Content-Length`` up front, or chunk by chunk when the body
   is chunked). A request that does not fit is refused at once (503 with ``Retry-After``) rather than queued:
   portals retry, and a queue of waiting uploads would hold their sockets and buffers just the same.
-* the parse: a tree of a hostile 10 MiB document can take 30 to 50 times its size. :class:`ParseGate` runs
-  every parse on its own small thread pool, so at most ``threads`` trees exist at once, and the memory a
-  parse leaves to the allocator is reused by the next parse on the same thread. (On the default thread pool
-  each of its forty threads keeps its own malloc arena, and the process grows by one tree per thread.)
+* the parse: a tree of a hostile 10 MiB document can take 25 (JSON) to 50 (XML) times its size.
+  :class:`ParseGate` runs every parse on a few dedicated threads, so only that many trees exist at once, and
+  the memory a parse leaves to the allocator is reused by the next parse on the same thread. (On the default
+  thread pool each of its forty threads keeps its own malloc arena, and the process grows by one tree per
+  thread that ever parsed a large body.)
 
 Both live on the event loop of the API; nothing here blocks it.
 """
@@ -21,9 +22,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["MemoryBudget", "ParseGate", "Reservation"]
+__all__ = ["SMALL_BODY", "MemoryBudget", "ParseGate", "Reservation"]
 
 T = TypeVar("T")
+
+#: Bodies up to this size are parsed in their own lane (a parse of one costs at most some 50 MiB).
+SMALL_BODY = 1024 * 1024
 
 
 class MemoryBudget:
@@ -78,19 +82,27 @@ class Reservation:
 
 
 class ParseGate:
-    """Runs parses on a dedicated pool of ``threads`` threads (started lazily, stopped by :meth:`close`)."""
+    """Runs parses on dedicated threads: ``threads`` for bodies up to :data:`SMALL_BODY` bytes and as many
+    for larger ones, so that the many small messages of portals never queue behind a few large ones.
+
+    At most ``2 * threads`` trees exist at once, the large ones at most ``threads``. The pools start lazily
+    and stop with :meth:`close`.
+    """
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[bool, ThreadPoolExecutor] = {}
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on a parse thread. ``fn`` must drop what it parsed before returning."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="xhub-parse")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def run(self, size: int, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on a parse thread of the lane for ``size`` bytes; ``fn`` must drop what it parsed."""
+        large = size > SMALL_BODY
+        pool = self._pools.get(large)
+        if pool is None:
+            pool = self._pools[large] = ThreadPoolExecutor(
+                max_workers=self.threads, thread_name_prefix=f"xhub-parse-{'large' if large else 'small'}")
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
