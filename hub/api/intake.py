@@ -28,15 +28,16 @@ from hub.xmlsafe import XmlLimits, XmlRejected, parse
 __all__ = ["IntakeHeaders", "check_payload", "intake_headers", "read_body", "single_header"]
 
 #: Headers of the intake whose meaning two copies would make ambiguous.
-_SINGLE = ("content-type", "content-length", "transfer-encoding", "idempotency-key", "x-sender-reference",
-           "x-service-identifier", "x-region-key")
+_SINGLE = ("content-type", "content-encoding", "content-length", "transfer-encoding", "idempotency-key",
+           "x-sender-reference", "x-service-identifier", "x-region-key")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 #: FIT-Connect service identifier: the LeiKa key, with or without its URN prefix.
 _LEIKA = re.compile(r"^(urn:de:fim:leika:leistung:)?\d{14}$")
 _REGION = re.compile(r"^\d{8}(\d{4})?$")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE = re.compile(rf"^\s*({_TOKEN})/({_TOKEN})\s*")
-_PARAMETER = re.compile(rf'\s*;\s*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")\s*')
+#: RFC 9110 §5.6.6: ``*( OWS ";" OWS [ name "=" ( token / quoted-string ) ] )`` (an empty one is allowed).
+_PARAMETER = re.compile(rf'\s*;\s*(?:({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*"))?\s*')
 _MAX_MEDIA_TYPE = 100  # the column that stores it
 _UTF8 = {"utf-8", "utf8"}
 
@@ -76,6 +77,10 @@ def intake_headers(request: Request, max_body_bytes: int) -> IntakeHeaders:
         single_header(request, name)
     h = request.headers
     media = _media_type(h.get("content-type"))
+    coding = h.get("content-encoding")
+    if coding is not None and coding.strip().lower() != "identity":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"Content-Encoding {shorten(coding, 40)!r} is not supported; send the body uncompressed")
     key = h.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
@@ -108,12 +113,14 @@ def _media_type(value: str | None) -> str:
         if param is None:
             raise Problem(400, "invalid-content-type", "Invalid Content-Type",
                           f"the parameters of the Content-Type {shorten(value, 80)!r} are malformed")
+        rest = rest[param.end():]
+        if param.group(1) is None:
+            continue
         name = param.group(1).lower()
         if name in params:
             raise Problem(400, "invalid-content-type", "Invalid Content-Type",
                           f"the Content-Type parameter {shorten(name, 40)!r} appears twice")
         params[name] = param.group(2).strip('"')
-        rest = rest[param.end():]
     if len(media) > _MAX_MEDIA_TYPE or not (is_xml(media) or is_json(media)):
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       f"{readable} (got {shorten(media, 80)})")

@@ -104,6 +104,8 @@ HEADER_CASES: list[tuple[str, list[tuple[str, Any]], int, str, str]] = [
      "invalid-content-type", "twice"),
     ("media-type-longer-than-its-column", [("Content-Type", "application/" + "x" * 200 + "+xml")], 415,
      "unsupported-media-type", "application/xxx"),
+    ("compressed-body", [*XML.items(), ("Content-Encoding", "gzip")], 415, "unsupported-media-type",
+     "Content-Encoding 'gzip'"),
     ("content-type-twice", [("Content-Type", "application/xml"), ("Content-Type", "application/json")], 400,
      "duplicate-header", "content-type header was sent 2 times"),
     ("idempotency-key-twice", [*XML.items(), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")], 400,
@@ -162,6 +164,21 @@ def test_who_may_submit(hub: LiveHub, headers: list[tuple[str, str]], status: in
         if status == 401:
             assert r.headers["www-authenticate"] == 'Bearer realm="xoev-hub"'
         hub.still_works(before, c)
+
+
+@pytest.mark.parametrize(("content_type", "stored"), [
+    ("application/xml;", "application/xml"),
+    ('text/xml; charset="UTF-8"', "text/xml"),
+    ("Application/Vnd.XBau+XML; version=2.6", "application/vnd.xbau+xml"),
+    ("application/json ; charset=utf-8", "application/json"),
+])
+def test_content_types_the_hub_reads(hub: LiveHub, content_type: str, stored: str) -> None:
+    body = b'{"antrag": 1}' if "json" in content_type else b"<antrag/>"
+    with hub.client() as c:
+        r = c.post("/api/v1/messages", content=body, headers={**auth(), "Content-Type": content_type,
+                                                              "Content-Encoding": "identity"})
+    assert r.status_code == 202, r.text
+    assert hub.wait_done(r.json()["id"]).content_type == stored
 
 
 def test_query_parameters_are_refused(hub: LiveHub) -> None:
