@@ -3,12 +3,12 @@
 Starlette's ``ServerErrorMiddleware`` answers an unhandled error with a 500 and then re-raises it, and
 uvicorn closes the connection when an application raises, so one failing request also broke the next
 request on the same keep-alive connection, and its traceback went to the log unfiltered. This pure ASGI
-middleware sits inside it and catches every error itself:
+middleware sits inside it and answers for itself:
 
+* headers beyond ``api.max_header_bytes`` are refused with 431 before anything reads them;
 * the client went away while sending its body (``ClientDisconnect``): logged at debug; there is nobody to
   answer, and nothing was stored because the body never arrived;
 * the database is unreachable or busy: ``503 database-unavailable`` with ``Retry-After``, a one-line warning;
-* headers beyond ``api.max_header_bytes`` are refused with 431 before anything reads them;
 * anything else is a bug: ``500 internal-error`` with a generic detail; the log gets the type, a message
   safe to log (no SQL parameters) and the stack.
 
