@@ -6,7 +6,8 @@
    a byte is read (a chunked body reserves chunk by chunk); no room: 503 with ``Retry-After``. The body is
    read into one ``bytearray`` of its final size: no list of chunks, no join, no second copy;
 3. payload (:func:`check_payload`): parsed once, on the :class:`ParseGate`, with the limits in
-   ``[limits]`` (the verify stage applies the same ones), and the tree dropped right away.
+   ``[limits]`` (the verify stage applies the same ones): XML without building a tree
+   (:func:`hub.xmlsafe.check`), JSON into a tree that is dropped right away.
 
 Every refusal is a :class:`Problem` with a precise type, status and detail.
 """
@@ -23,7 +24,7 @@ from hub.api.budget import MemoryBudget, Reservation
 from hub.api.problems import Problem, shorten
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 from hub.pipeline.verify import is_json, is_xml
-from hub.xmlsafe import XmlLimits, XmlRejected, parse
+from hub.xmlsafe import XmlLimits, XmlRejected, check
 
 __all__ = ["IntakeHeaders", "check_payload", "intake_headers", "read_body", "single_header"]
 
@@ -221,10 +222,11 @@ async def _fill(request: Request, declared: int | None, limit: int, reservation:
 
 
 def check_payload(body: bytearray, xml: bool, xml_limits: XmlLimits, json_limits: JsonLimits) -> None:
-    """Parse once with the door's limits and drop the result; runs on the parse gate's thread."""
+    """Parse once with the door's limits; runs on the parse gate's thread. XML builds no tree at all (the
+    verify stage builds it, with the same refusals); the JSON tree is dropped before returning."""
     if xml:
         try:
-            parse(body, xml_limits)  # type: ignore[arg-type]  # lxml reads any buffer; no copy to bytes
+            check(body, xml_limits)  # type: ignore[arg-type]  # lxml reads any buffer; no copy to bytes
         except XmlRejected as exc:
             slug, status = _XML_SLUGS.get(exc.title, ("malformed-xml", 400))
             raise Problem(status, slug, exc.title, exc.detail, line=exc.line) from None

@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from hub import store
 from hub.api.app import create_app
 from hub.db import make_engine
+from hub.xmlsafe import XmlLimits, XmlRejected, check, parse
 from tests.hostile.live_hub import XML, LiveHub, assert_problem, auth, live_hub, raw_request
 from tests.support import OPERATOR_TOKEN, SENDER_TOKEN, XBAU_VALID, hub_config, running
 
@@ -275,6 +276,32 @@ def test_hostile_bodies_are_refused_precisely(hub: LiveHub, headers: dict[str, s
         r = c.post("/api/v1/messages", content=body, headers={**auth(), **headers})
         assert_problem(r, status, slug, detail)
         hub.still_works(before, c)
+
+
+MORE_XML = [
+    b"<a xmlns:x='u'><x:b/><y:c/></a>", b"<a:b:c/>", b"<a xmlns:y=''/>", b"<a x:y='1'/>", b"<a b='1' b='2'/>",
+    b"<a>&#0;</a>", b"<a>\xff</a>", b"<a/><b/>", b"<a/>\x00", b"\xef\xbb\xbf<a/>", "<a>ü</a>".encode("utf-16"),
+    "<!DOCTYPE a><a/>".encode("utf-16"), b"<?xml version='1.0'?><!--c--><!DOCTYPE a><a/>",
+    b"<?xml version='1.0' encoding='iso-8859-1'?><a>\xfc</a>", b"<a><![CDATA[x]]></a>", b"<a>" * 200 + b"</a>" * 200,
+    b"<r>" + b"x" * 10_000_001 + b"</r>", b"<r>" + b"x" * 10_000_000 + b"</r>", b"<r>" + b"&amp;" * 2_100_000 + b"</r>",
+]
+
+
+@pytest.mark.parametrize("limits", [XmlLimits(), XmlLimits(max_depth=100)], ids=["default-depth", "depth-100"])
+def test_the_door_refuses_xml_exactly_like_the_verify_stage(limits: XmlLimits) -> None:
+    """The door checks XML without building a tree (:func:`check`); verify builds it (:func:`parse`)."""
+    corpus = [c[2] for c in BODY_CASES if c[1] is XML] + MORE_XML + [
+        p.read_bytes() for p in sorted((Path(__file__).parents[1] / "fixtures" / "xoev").rglob("*.xml"))]
+
+    def outcome(parser: Any, data: bytes) -> str | None:
+        try:
+            parser(data, limits)
+        except XmlRejected as exc:
+            return exc.title
+        return None
+
+    for data in corpus:
+        assert outcome(check, data) == outcome(parse, data), data[:80]
 
 
 def test_chunked_body_over_the_limit_is_refused(hub: LiveHub) -> None:
