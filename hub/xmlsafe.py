@@ -1,6 +1,7 @@
 """Safe XML parsing: the only place in the hub that turns untrusted bytes into an lxml tree.
 
-Every way in (REST intake, FIT-Connect, files, the validation engine) parses through :func:`parse`.
+Every way in (REST intake, FIT-Connect, files, the validation engine) parses through :func:`parse`, or
+checks through :func:`check`.
 Defences, in the order they apply:
 
 1. size: more than ``XmlLimits.max_bytes`` is refused before any parsing;
