@@ -197,15 +197,14 @@ async def _fill(request: Request, declared: int | None, limit: int, reservation:
         body = bytearray(declared)
         filled = 0
         async with aclosing(request.stream()) as stream:
-            view = memoryview(body)
-            async for chunk in stream:
-                end = filled + len(chunk)
-                if end > declared:  # the server frames by Content-Length; this is a defence in depth
-                    raise Problem(400, "bad-content-length", "Invalid Content-Length",
-                                  f"the body is longer than its Content-Length ({declared})")
-                view[filled:end] = chunk
-                filled = end
-            view.release()
+            with memoryview(body) as view:
+                async for chunk in stream:
+                    end = filled + len(chunk)
+                    if end > declared:  # the server frames by Content-Length; this is a defence in depth
+                        raise Problem(400, "bad-content-length", "Invalid Content-Length",
+                                      f"the body is longer than its Content-Length ({declared})")
+                    view[filled:end] = chunk
+                    filled = end
         if filled != declared:
             raise Problem(400, "bad-content-length", "Invalid Content-Length",
                           f"the body has {filled} bytes, its Content-Length says {declared}")
