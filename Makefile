@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/intake.py
+	$(BIN)/python scripts/bench/intake_memory.py
 	$(BIN)/python scripts/bench/delivery.py
 	$(BIN)/python scripts/bench/validate.py
 	$(BIN)/python scripts/bench/mapping.py

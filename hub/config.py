@@ -74,10 +74,50 @@ class StorageConfig(_Model):
 
 
 class ApiConfig(_Model):
+    """The HTTP API. Limits and the memory budget of the REST intake are in docs/security/intake.md."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted intake body")
-    public_url: str | None = Field(None, description="base URL used in links; default: from the request")
+    public_url: str | None = Field(
+        None,
+        description="base URL the hub is reached at from outside (e.g. https://hub.example.de/xhub), used in "
+        "Location and links; unset: links are relative (/api/v1/...). Never taken from the Host header",
+    )
+    intake_memory_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="request bodies held in memory at once, over all concurrent intake requests; a request "
+        "that does not fit is answered 503 with Retry-After before its body is read",
+    )
+    intake_parse_threads: int = Field(
+        1, ge=1, le=16,
+        description="threads that parse intake bodies, in each of two lanes (up to 1 MiB, larger); a parse of a "
+        "hostile body can take 25 (JSON) to 50 (XML) times its size",
+    )
+    retry_after_seconds: int = Field(
+        5, ge=1, le=3600, description="Retry-After of a 503 (memory budget exhausted, database unavailable)"
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, description="all request header names and values together; more: 431"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query or fragment, "
+                             "e.g. https://hub.example.de/xhub")
+        return value
+
+    @model_validator(mode="after")
+    def _budget_fits_a_body(self) -> ApiConfig:
+        if self.intake_memory_bytes < self.max_body_bytes:
+            raise ValueError(f"intake_memory_bytes ({self.intake_memory_bytes}) must be at least max_body_bytes "
+                             f"({self.max_body_bytes}), or no body of the largest size could ever be accepted")
+        return self
 
 
 class LimitsConfig(_Model):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,22 +99,34 @@ def _decoder(limits: JsonLimits) -> json.JSONDecoder:
 
 
 def _check_tree(value: Any, limits: JsonLimits) -> None:
-    """Depth, string length and surrogates, iteratively (a deep tree must not recurse here either)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """Depth, string length and surrogates, iteratively: a stack of one iterator per open array or object,
+    so neither a deep tree (recursion) nor a wide one (a copy of every item) costs more than its depth."""
+    if isinstance(value, str):
+        _check_string(value, limits)
+    if not isinstance(value, dict | list):
+        return
+    stack: list[Iterator[Any]] = [_items(value, limits)]
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > limits.max_depth:
-                raise _too_deep(limits)
-            for key, item in node.items():
-                _check_string(key, limits)
-                stack.append((item, depth + 1))
-        elif isinstance(node, list):
-            if depth > limits.max_depth:
-                raise _too_deep(limits)
-            stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, str):
-            _check_string(node, limits)
+        for item in stack[-1]:
+            if isinstance(item, str):
+                _check_string(item, limits)
+            elif isinstance(item, dict | list):
+                if len(stack) >= limits.max_depth:
+                    raise _too_deep(limits)
+                if item:  # an empty one has nothing to check inside
+                    stack.append(_items(item, limits))
+                    break
+        else:
+            stack.pop()
+
+
+def _items(node: dict[str, Any] | list[Any], limits: JsonLimits) -> Iterator[Any]:
+    if isinstance(node, list):
+        yield from node
+        return
+    for key, item in node.items():
+        _check_string(key, limits)
+        yield item
 
 
 def _check_string(text: str, limits: JsonLimits) -> None:
@@ -131,9 +144,9 @@ def _too_deep(limits: JsonLimits) -> JsonRejected:
                         f"arrays and objects are nested deeper than {limits.max_depth} levels")
 
 
-def loads(data: bytes | str, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> Any:
+def loads(data: bytes | bytearray | str, limits: JsonLimits = DEFAULT_JSON_LIMITS) -> Any:
     """Parse one JSON document within ``limits``, or raise :class:`JsonRejected`. Never anything else."""
-    if isinstance(data, bytes):
+    if isinstance(data, bytes | bytearray):
         if len(data) > limits.max_bytes:
             raise JsonRejected("payload-too-large", "Document too large",
                                f"the document has {len(data)} bytes; the limit is {limits.max_bytes} bytes")

@@ -44,7 +44,7 @@ class Part:
 
     role: str  # payload | attachment | metadata
     content_type: str
-    body: bytes | None = None
+    body: bytes | bytearray | None = None  # a bytearray is stored as it is (the REST intake reads into one)
     name: str | None = None
     file: Path | None = None
 
@@ -87,6 +87,10 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
 
     Returns ``(message, created)``. With an idempotency key that this sender used before for the same
     payload, nothing is written and the first message is returned with ``created=False``.
+
+    The message returned for a new one is built from the values written, not read back: once the commit
+    succeeded, a database that fails a moment later cannot turn an accepted message into an error for the
+    sender (who would then send it again).
     """
     if not new.parts or new.parts[0].role != "payload" or new.parts[0].body is None:
         raise ValueError("the first part of a message must be its payload, as bytes")
@@ -103,29 +107,29 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
             return _replay(existing, digest), False
     now = utcnow()
     message_id = uuid.uuid4()
-    rows = [_part_row(message_id, i, p, blobs) for i, p in enumerate(new.parts)]  # files durable first
+    rows = [_part_row(message_id, i, p, blobs, digest if i == 0 else None)
+            for i, p in enumerate(new.parts)]  # files durable first
+    values: dict[str, Any] = {
+        "id": message_id,
+        "tenant": new.tenant,
+        "channel": new.channel,
+        "sender": new.sender,
+        "idempotency_key": new.idempotency_key,
+        "sender_reference": new.sender_reference,
+        "content_type": new.parts[0].content_type,
+        "payload_size": len(body),
+        "payload_sha256": digest,
+        "status": Status.RECEIVED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "attributes": new.attributes or None,
+        "created_at": now,
+        "updated_at": now,
+        **new.external,
+    }
     try:
         with engine.begin() as conn:
-            conn.execute(
-                insert(Message).values(
-                    id=message_id,
-                    tenant=new.tenant,
-                    channel=new.channel,
-                    sender=new.sender,
-                    idempotency_key=new.idempotency_key,
-                    sender_reference=new.sender_reference,
-                    content_type=new.parts[0].content_type,
-                    payload_size=len(body),
-                    payload_sha256=digest,
-                    status=Status.RECEIVED.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    attributes=new.attributes or None,
-                    created_at=now,
-                    updated_at=now,
-                    **new.external,
-                )
-            )
+            conn.execute(insert(Message).values(**values))
             conn.execute(insert(MessagePart), rows)
             record_event(conn, message_id, actor=actor, kind="transition", from_status=None,
                          to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
@@ -140,17 +144,16 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         if existing is None:
             raise
         return _replay(existing, digest), False
-    message = get(engine, message_id)
-    assert message is not None
-    return message, True
+    return Message(**values), True
 
 
-def _part_row(message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None) -> dict[str, Any]:
+def _part_row(message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
+              digest: str | None) -> dict[str, Any]:
     row: dict[str, Any] = {"message_id": message_id, "part_no": part_no, "role": part.role, "name": part.name,
                            "content_type": part.content_type}
     if part.body is not None:
-        return {**row, "size": len(part.body), "sha256": hashlib.sha256(part.body).hexdigest(), "body": part.body,
-                "blob_path": None}
+        digest = digest or hashlib.sha256(part.body).hexdigest()
+        return {**row, "size": len(part.body), "sha256": digest, "body": part.body, "blob_path": None}
     assert blobs is not None and part.file is not None
     stored = blobs.put(message_id, part_no, part.file)
     return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path}

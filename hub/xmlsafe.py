@@ -1,6 +1,7 @@
 """Safe XML parsing: the only place in the hub that turns untrusted bytes into an lxml tree.
 
-Every way in (REST intake, FIT-Connect, files, the validation engine) parses through :func:`parse`.
+Every way in (REST intake, FIT-Connect, files, the validation engine) parses through :func:`parse`, or
+checks through :func:`check`.
 Defences, in the order they apply:
 
 1. size: more than ``XmlLimits.max_bytes`` is refused before any parsing;
@@ -14,6 +15,9 @@ Defences, in the order they apply:
 
 A refusal is an :class:`XmlRejected` with a short ``title``, a precise ``detail`` that can be shown to
 the sender as it is, and the ``line`` where the parser stopped when known.
+
+:func:`check` gives the same refusals without building the tree, for a door that only needs to know
+whether the hub will take the document (a tree can take 50 times the document's size).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from functools import lru_cache
 
 from lxml import etree
 
-__all__ = ["DEFAULT_LIMITS", "XmlLimits", "XmlRejected", "parse"]
+__all__ = ["DEFAULT_LIMITS", "XmlLimits", "XmlRejected", "check", "parse"]
 
 # libxml2 refuses deeper documents without XML_PARSE_HUGE, whatever XmlLimits says.
 LIBXML_MAX_DEPTH = 256
@@ -192,3 +196,70 @@ def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
             f"elements are nested deeper than {limits.max_depth} levels",
         )
     return root
+
+
+# libxml2's tree builder refuses a text node longer than this (XML_MAX_TEXT_LENGTH, without XML_PARSE_HUGE);
+# a check without a tree looks for such a run of character data after a tag itself. Anchored at "<", each
+# byte is scanned a bounded number of times.
+_MAX_TEXT = 10_000_000
+_LONG_TEXT = re.compile(rb"(?:^|<)[^<>]*>([^<&]{%d})" % (_MAX_TEXT + 1))
+
+
+class _NoTree:
+    """A parser target without per-node methods: lxml builds no tree and calls no Python code per node."""
+
+    def doctype(self, *_args: object) -> None:
+        raise XmlRejected("Document type declaration not allowed", "the document contains a <!DOCTYPE>")
+
+    def close(self) -> None:
+        return None
+
+
+class _DepthOnly(_NoTree):
+    """Counts nesting, for a depth limit below libxml2's own (then Python runs per element)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.depth = limit, 0
+
+    def start(self, *_args: object) -> None:
+        self.depth += 1
+        if self.depth > self.limit:
+            raise XmlRejected("Document too deeply nested", f"elements are nested deeper than {self.limit} levels")
+
+    def end(self, *_args: object) -> None:
+        self.depth -= 1
+
+
+def check(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> None:
+    """Refuse ``data`` when :func:`parse` would, with the same ``title``, but build no tree.
+
+    One difference, on the lenient side: a text node of more than 10,000,000 bytes assembled from several
+    pieces (character data, references, CDATA sections) is refused by :func:`parse` only. A run of plain
+    character data that long (a large base64 attachment in one element) is refused by both.
+    """
+    if not data or data.isspace():
+        raise XmlRejected("Empty document", "the message body is empty")
+    if len(data) > limits.max_bytes:
+        raise XmlRejected(
+            "Document too large",
+            f"the document has {len(data)} bytes; the limit is {limits.max_bytes} bytes",
+        )
+    _check_prolog(data)
+    target = _DepthOnly(limits.max_depth) if limits.max_depth < LIBXML_MAX_DEPTH else _NoTree()
+    parser = etree.XMLParser(target=target, resolve_entities=False, no_network=True, load_dtd=False,
+                             dtd_validation=False, huge_tree=False, collect_ids=False)
+    try:
+        etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc, limits) from None
+    # The tree builder treats namespace errors as fatal; a parse without a tree only logs them.
+    for error in parser.error_log:
+        if error.level >= etree.ErrorLevels.ERROR:
+            raise XmlRejected("Not well-formed XML",
+                              f"line {error.line}: {error.message}, line {error.line}, column {error.column}",
+                              error.line)
+    long_text = _LONG_TEXT.search(data) if len(data) > _MAX_TEXT else None
+    if long_text is not None:
+        line = data.count(b"\n", 0, long_text.start(1)) + 1
+        raise XmlRejected("Not well-formed XML", f"line {line}: Resource limit exceeded: Text node too long "
+                          f"(more than {_MAX_TEXT} bytes)", line)

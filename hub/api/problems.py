@@ -1,22 +1,26 @@
 """RFC 7807 problem details: every error the API returns is ``application/problem+json``.
 
 Problem types are URNs under ``urn:xoev-hub:problem:``; ``title`` is short and stable per type, ``detail``
-says precisely what was wrong with this request. Nothing here ever includes a traceback or a secret.
+says precisely what was wrong with this request. Nothing here ever includes a traceback, a secret or a
+token, and what a request sent is echoed only shortened (paths, header names, never header values).
+
+Errors nobody handled are answered by :class:`hub.api.guard.ErrorGuard` (500, or 503 when the database
+is unreachable), which keeps the connection usable.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 
-__all__ = ["PROBLEM_JSON", "Problem", "install"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PROBLEM_JSON", "TYPE_PREFIX", "Problem", "database_unavailable", "install", "is_database_unavailable",
+           "shorten"]
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:xoev-hub:problem:"
@@ -52,8 +56,28 @@ class Problem(Exception):
             **self.extra,
         }
         if instance:
-            body["instance"] = instance
+            body["instance"] = shorten(instance)
         return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """What a client sent, cut to ``limit`` characters before it is echoed in a problem."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached or is busy now" (not: this statement is wrong)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def database_unavailable(retry_after: int, detail: str | None = None) -> Problem:
+    return Problem(
+        503, "database-unavailable", "Database unavailable",
+        detail or "the hub's database does not answer at the moment; try again after the Retry-After interval",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 _STATUS_SLUGS = {
@@ -69,37 +93,29 @@ _STATUS_SLUGS = {
 
 
 def install(app: FastAPI) -> None:
+    """Answer the framework's own errors (no route, wrong method, invalid parameters) as problems."""
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"there is no resource at {request.url.path}"
+            detail = f"there is no resource at {shorten(request.url.path)}"
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            detail = f"{shorten(request.method, 20)} is not allowed on {shorten(request.url.path)}"
         return Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {})).response(
             request.url.path
         )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only where and what, never the input itself (it may be a token or a stranger's long string).
         errors = [
-            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": shorten(str(e.get("msg", "")))}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
         return Problem(400, "invalid-request", "Invalid request", detail, errors=errors).response(request.url.path)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return Problem(
-            500,
-            "internal-error",
-            "Internal error",
-            "the hub failed to handle this request; the error is in its log. Nothing was accepted.",
-        ).response(request.url.path)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import ClassVar
 
 from hub.errors import Invalid, Permanent
+from hub.jsonsafe import JsonRejected, loads
 from hub.pipeline.base import StageContext, StageResult
 from hub.statemachine import Status
 from hub.xmlsafe import XmlRejected, parse
@@ -51,9 +51,12 @@ class Verify:
                 raise Invalid(f"{exc.title}: {exc.detail}", detail={"line": exc.line}) from None
             kind = "well-formed XML"
         else:
+            # The limits of the doors (``[limits]``), so that what an intake accepted passes here too. The size
+            # was the door's to check (each has its own); here it bounds nothing the door did not.
+            limits = ctx.config.limits.json_limits(max(len(body), 1))
             try:
-                json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise Invalid(f"not valid JSON: {exc}") from None
+                loads(body, limits)
+            except JsonRejected as exc:
+                raise Invalid(f"{exc.title}: {exc.detail}", detail={"line": exc.line, "problem": exc.slug}) from None
             kind = "valid JSON"
         return StageResult(reason=f"payload intact (sha256 matches) and {kind}", detail={"sha256": digest})
