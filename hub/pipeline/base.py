@@ -77,7 +77,9 @@ class StageContext:
             from hub.pipeline.verify import is_xml
             from hub.xmlsafe import parse
 
-            self.cache["xml_root"] = parse(self.payload()) if is_xml(self.message.content_type) else None
+            body = self.payload()
+            limits = self.config.limits.xml_limits(max(len(body), 1))  # the size was the intake door's to check
+            self.cache["xml_root"] = parse(body, limits) if is_xml(self.message.content_type) else None
         root: etree._Element | None = self.cache["xml_root"]
         return root
 

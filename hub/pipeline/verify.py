@@ -46,7 +46,7 @@ class Verify:
             )
         if is_xml(ctx.message.content_type):
             try:
-                ctx.cache["xml_root"] = parse(body)
+                ctx.cache["xml_root"] = parse(body, ctx.config.limits.xml_limits(max(len(body), 1)))
             except XmlRejected as exc:
                 raise Invalid(f"{exc.title}: {exc.detail}", detail={"line": exc.line}) from None
             kind = "well-formed XML"
