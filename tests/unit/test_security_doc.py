@@ -3,6 +3,7 @@ config keys that exist."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -17,8 +18,10 @@ START, END = "<!-- tally:start -->", "<!-- tally:end -->"
 
 
 def collected() -> Counter[str]:
+    # Without HUB_REQUIRE_POSTGRES: a collection runs no PostgreSQL test, which that setting would call a failure.
+    env = {k: v for k, v in os.environ.items() if k != "HUB_REQUIRE_POSTGRES"}
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/hostile"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, env=env).stdout
     return Counter(line.split("::", 1)[0] for line in out.splitlines() if "::" in line)
 
 
