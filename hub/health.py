@@ -1,4 +1,4 @@
-"""Component health for ``/health/ready``: database, workers, FIT-Connect poller, blob store.
+"""Component health for ``/health/ready``: database, workers, the channels' pollers, blob store.
 
 Each check gives a :class:`Component`, ``ok`` or ``degraded`` with a one-line reason:
 
@@ -9,9 +9,10 @@ Each check gives a :class:`Component`, ``ok`` or ``degraded`` with a one-line re
   worker process. Degraded when this process's worker is restarting or has not come round for
   :data:`STALE_AFTER_SECONDS`, or when no worker runs anywhere (accepted messages would wait forever).
   Rows older than that belong to processes that died; they are counted as ``stale``.
-* **fitconnect_poller** (when configured): the time since the last successful poll (or submission taken
-  in) against :data:`POLLER_BEHIND_INTERVALS` poll intervals; restarts and the last error type; how many
-  submissions are failing to be taken in (``intake_failures``).
+* **one component per polling channel** (:class:`PollerCheck`, e.g. ``fitconnect_poller`` when FIT-Connect
+  is configured): the time since the last successful poll (or message taken in) against
+  :data:`POLLER_BEHIND_INTERVALS` poll intervals; restarts and the last error type; how many messages are
+  failing to be taken in (``intake_failures``).
 * **blob_store**: a probe file is written, flushed and removed; degraded when that fails or when free space
   is below ``limits.blob_min_free_bytes``.
 
@@ -31,16 +32,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from hub.config import HubConfig
-from hub.models import IntakeFailure, LoopHeartbeat, utcnow
+from hub.intake_failures import failing as failing_at
+from hub.models import LoopHeartbeat, utcnow
+from hub.settings import Settings
 from hub.supervisor import LoopState, Supervisor
 
-__all__ = ["DB_TIMEOUT_SECONDS", "POLLER_BEHIND_INTERVALS", "STALE_AFTER_SECONDS", "Component", "Health"]
+__all__ = ["DB_TIMEOUT_SECONDS", "POLLER_BEHIND_INTERVALS", "STALE_AFTER_SECONDS", "Component", "Health",
+           "PollerCheck"]
 
 DB_TIMEOUT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 30.0  # six missed heartbeats (hub.supervisor.HEARTBEAT_SECONDS)
@@ -70,6 +73,17 @@ def _degraded(reason: str, **detail: Any) -> Component:
 
 
 @dataclass(frozen=True)
+class PollerCheck:
+    """A channel's poller as ``/health/ready`` reports it; the composition root makes one per polling channel."""
+
+    component: str  # the name in the report, e.g. fitconnect_poller
+    kind: str  # its loops' kind (the supervisor's name), e.g. fitconnect-poller
+    channel: str  # whose intake failures are counted
+    label: str  # for the reasons, e.g. "FIT-Connect poller"
+    interval: float  # seconds between polls
+
+
+@dataclass(frozen=True)
 class _Beat:
     kind: str
     started_at: datetime
@@ -82,7 +96,7 @@ class _Stored:
     """What the database said, or ``None`` fields when it could not be read."""
 
     heartbeats: list[_Beat] | None = None
-    failing: tuple[int, datetime | None] | None = None
+    failing: dict[str, tuple[int, datetime | None]] | None = None  # per channel
 
 
 def _probe_engine(engine: Engine) -> Engine:
@@ -117,9 +131,10 @@ def _loop_json(state: LoopState, now: datetime) -> dict[str, Any]:
 class Health:
     """The checks of one API process; ``loops`` are the supervisors running in it (``app.state.loops``)."""
 
-    def __init__(self, config: HubConfig, engine: Engine) -> None:
+    def __init__(self, config: Settings, engine: Engine, pollers: Sequence[PollerCheck] = ()) -> None:
         self.config = config
         self.engine = engine
+        self.pollers = list(pollers)
         self.probe = _probe_engine(engine)
 
     def ready(self, loops: Sequence[Supervisor]) -> dict[str, Component]:
@@ -128,8 +143,8 @@ class Health:
         states = [s.state() for s in loops]
         database, stored = self._database()
         components = {"database": database, "workers": self._workers(states, stored, now)}
-        if self.config.fitconnect is not None:
-            components["fitconnect_poller"] = self._poller(states, stored, now)
+        for poller in self.pollers:
+            components[poller.component] = self._poller(poller, states, stored, now)
         components["blob_store"] = self._blob_store()
         return components
 
@@ -146,10 +161,7 @@ class Health:
                 beats = select(LoopHeartbeat.kind, LoopHeartbeat.started_at, LoopHeartbeat.beat_at,
                                LoopHeartbeat.last_success_at)
                 heartbeats = [_Beat(*row) for row in conn.execute(beats)]
-                failing = None
-                if self.config.fitconnect is not None:
-                    count, oldest = conn.execute(select(func.count(), func.min(IntakeFailure.first_failed_at))).one()
-                    failing = (int(count), oldest)
+                failing = {p.channel: failing_at(conn, p.channel) for p in self.pollers}
         except SQLAlchemyError as exc:
             waited = time.monotonic() - began
             why = "did not answer in time" if waited >= DB_TIMEOUT_SECONDS * 0.9 else "refused the connection"
@@ -176,15 +188,14 @@ class Health:
             detail.update(running=None, stale=None)  # unknown while the database cannot be read
         return _degraded("; ".join(reasons), **detail) if reasons else _ok(**detail)
 
-    def _poller(self, states: list[LoopState], stored: _Stored, now: datetime) -> Component:
-        assert self.config.fitconnect is not None
-        interval = self.config.fitconnect.poll_interval_seconds
+    def _poller(self, poller: PollerCheck, states: list[LoopState], stored: _Stored, now: datetime) -> Component:
+        interval = poller.interval
         behind = POLLER_BEHIND_INTERVALS * interval
         detail: dict[str, Any] = {"interval_seconds": interval}
         if stored.failing is not None:
-            detail.update(submissions_failing=stored.failing[0], oldest_failure_age_seconds=_age(stored.failing[1],
-                                                                                                  now))
-        mine = [s for s in states if s.kind == "fitconnect-poller"]
+            count, oldest = stored.failing[poller.channel]
+            detail.update(submissions_failing=count, oldest_failure_age_seconds=_age(oldest, now))
+        mine = [s for s in states if s.kind == poller.kind]
         if mine:
             state = mine[0]
             detail.update(_loop_json(state, now))
@@ -194,10 +205,10 @@ class Health:
         elif stored.heartbeats is None:
             return _ok(**detail, running=None)  # unknown while the database cannot be read
         else:
-            rows = [r for r in stored.heartbeats if r.kind == "fitconnect-poller"
+            rows = [r for r in stored.heartbeats if r.kind == poller.kind
                     and (_age(r.beat_at, now) or 0) <= max(STALE_AFTER_SECONDS, behind)]
             if not rows:
-                return _degraded("no FIT-Connect poller is running", **detail, running=0)
+                return _degraded(f"no {poller.label} is running", **detail, running=0)
             detail["running"] = len(rows)
             since = min(_age(r.last_success_at or r.started_at, now) or 0.0 for r in rows)
         detail["last_success_age_seconds"] = since

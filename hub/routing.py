@@ -30,10 +30,10 @@ from typing import Any
 from lxml import etree
 from pydantic import TypeAdapter, ValidationError
 
-from hub.config import HubConfig, RetryConfig, RouteConfig
 from hub.configfile import FileProblem, explain, locate, read_toml
 from hub.mapping import Mapping, MappingError, load_mappings
 from hub.models import utcnow
+from hub.settings import RetryConfig, RouteConfig, Settings
 
 __all__ = ["Decision", "Facts", "RuleHolder", "RuleSet", "RulesError", "load_rules"]
 
@@ -141,7 +141,7 @@ def _read_routes(path: Path) -> tuple[list[RouteConfig], str]:
         raise RulesError(explain(exc, str(path), text, prefix=("routes",))) from None
 
 
-def _cross_check(routes: list[RouteConfig], config: HubConfig, mappings: dict[str, Mapping], source: str,
+def _cross_check(routes: list[RouteConfig], config: Settings, mappings: dict[str, Mapping], source: str,
                  text: str, unconfigured: list[str] | None) -> tuple[list[str], dict[str, etree.XPath]]:
     """Problems with the routes; a target missing from the configuration goes to ``unconfigured`` instead
     when that is a list (``xhub rules check`` without a configuration file)."""
@@ -181,7 +181,7 @@ def _cross_check(routes: list[RouteConfig], config: HubConfig, mappings: dict[st
     return problems, xpaths
 
 
-def load_rules(config: HubConfig, *, targets_elsewhere: bool = False) -> RuleSet:
+def load_rules(config: Settings, *, targets_elsewhere: bool = False) -> RuleSet:
     """Load, check and compile routes and mappings. Raises :class:`RulesError` listing every problem.
 
     With ``targets_elsewhere`` (checking a rules folder without the hub's configuration) a route to a
@@ -217,7 +217,7 @@ def load_rules(config: HubConfig, *, targets_elsewhere: bool = False) -> RuleSet
 class RuleHolder:
     """The rules in force. Readers take :attr:`current` once per message; :meth:`reload` swaps atomically."""
 
-    def __init__(self, config: HubConfig, rules: RuleSet | None = None) -> None:
+    def __init__(self, config: Settings, rules: RuleSet | None = None) -> None:
         self.config = config
         self._lock = threading.Lock()
         self.current = rules if rules is not None else load_rules(config)

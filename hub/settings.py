@@ -1,62 +1,28 @@
-"""Configuration: one TOML file, validated by pydantic, overridable by environment variables.
+"""The core's settings: what the engine itself reads (database, storage, API limits, worker, retry, senders,
+operators, targets' generic part, routes).
 
-Load order (later wins):
-
-1. built-in defaults (SQLite at ``./var/hub.db``, API on 127.0.0.1:8080, ...);
-2. the file named by ``--config`` / ``XHUB_CONFIG`` (default ``./hub.toml`` when it exists);
-3. environment variables ``XHUB_<SECTION>__<KEY>`` (e.g. ``XHUB_DATABASE__URL``).
-
-Secrets may come from files: a key ``<name>_file`` (for instance ``token_sha256_file``) is replaced by the
-stripped content of that file (a regular file of at most 64 KiB, not empty).
-
-Everything is checked when the configuration is loaded, not when it is first used: unknown keys at every
-level (``extra="forbid"``), each target's adapter and its settings against that adapter's ``Config``,
-target names. Routes are checked against targets and mappings by :mod:`hub.rules`. Errors name the file,
-the key path and the line (or the variable or ``*_file`` key the value came from), and never a value.
-Reading the files and variables safely is :mod:`hub.configfile`.
+Every model forbids unknown keys and is frozen. The full configuration (these sections plus each channel's
+and each adapter's own settings), how it is loaded from ``hub.toml`` and the environment, and how errors
+name file, key and line, are the composition root's: :mod:`xhub.config`. A target's adapter-specific keys
+are kept here as they are (``extra="allow"``) and checked there, against the adapter's ``Config`` model.
 """
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-import adapters
-from adapters.fitconnect.config import FitConnectConfig
-from hub.configfile import (
-    FileProblem,
-    Loc,
-    check_nesting,
-    env_overrides,
-    explain,
-    locate,
-    merge,
-    read_secret_files,
-    read_toml,
-)
 from hub.jsonsafe import JsonLimits
 from hub.xmlsafe import XmlLimits
 
-__all__ = ["ConfigError", "HubConfig", "TargetConfig", "config_path", "load_config"]
-
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message is meant for an operator, not a developer."""
+__all__ = ["ApiConfig", "CircuitConfig", "DatabaseConfig", "LimitsConfig", "OperatorConfig", "RetryConfig",
+           "RouteConfig", "RouteMatch", "SenderConfig", "Settings", "StorageConfig", "TargetConfig", "TargetName",
+           "TargetRef", "WorkerConfig"]
 
 
 class _Model(BaseModel):
@@ -70,7 +36,7 @@ class DatabaseConfig(_Model):
 
 
 class StorageConfig(_Model):
-    blob_dir: Path = Field(Path("var/blobs"), description="large message parts (FIT-Connect attachments) as files")
+    blob_dir: Path = Field(Path("var/blobs"), description="large message parts (attachments) as files")
 
 
 class ApiConfig(_Model):
@@ -196,46 +162,19 @@ class CircuitConfig(_Model):
 
 
 class TargetConfig(_Model):
-    """A delivery target: which adapter, how the hub protects it, and the adapter's own settings.
+    """A delivery target: which adapter, and how the hub protects it (the generic part).
 
-    Keys other than the ones below belong to the adapter and are checked by its ``Config`` model when the
-    configuration is loaded, not at the first delivery: a typo or a missing URL stops the hub from
-    starting, with the file, line and key.
+    Keys other than the ones below belong to the adapter; the composition root checks them against the
+    adapter's ``Config`` model when the configuration is loaded (:class:`xhub.config.Target`).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    adapter: str = Field(min_length=1, description="one of the adapters registered in adapters/__init__.py")
+    adapter: str = Field(min_length=1, description="one of the adapters registered in xhub/registry.py")
     max_concurrency: int | None = Field(None, ge=1, description="calls in flight at once, over all workers")
     circuit: CircuitConfig = CircuitConfig()
 
-    @field_validator("adapter")
-    @classmethod
-    def _known_adapter(cls, name: str) -> str:
-        if name not in adapters.OUTBOUND:
-            known = ", ".join(sorted(adapters.OUTBOUND))
-            raise ValueError(f"unknown adapter {name[:40]!r}; the known ones are {known}")
-        return name
-
-    @model_validator(mode="after")
-    def _adapter_settings_fit(self) -> TargetConfig:
-        # A ValidationError raised here keeps its own locations, under this target's: ``targets.x.url``.
-        checked = adapters.OUTBOUND[self.adapter].Config.model_validate(self.adapter_settings())
-        _hide_secrets(self.model_extra or {}, checked)
-        return self
-
     def adapter_settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-def _hide_secrets(raw: dict[str, Any], checked: BaseModel) -> None:
-    """Put the adapter's ``SecretStr`` values into the raw settings, so that no ``repr``, dump or log of the
-    configuration shows a password; everything else stays as the file has it."""
-    for key, value in raw.items():
-        attribute = getattr(checked, key, None)
-        if isinstance(attribute, SecretStr):
-            raw[key] = attribute
-        elif isinstance(attribute, BaseModel) and isinstance(value, dict):
-            _hide_secrets(value, attribute)
 
 
 def _target_name(name: str) -> str:
@@ -261,8 +200,8 @@ class RouteMatch(_Model):
     standard: Pattern | None = None
     version: Pattern | None = Field(None, description="standard version, e.g. 2.2")
     message_type: Pattern | None = None
-    service: Pattern | None = Field(None, description="FIT-Connect service identifier (LeiKa key)")
-    destination: Pattern | None = Field(None, description="FIT-Connect destination id")
+    service: Pattern | None = Field(None, description="service identifier (LeiKa key) given by the channel")
+    destination: Pattern | None = Field(None, description="the channel's receiving address (e.g. a destination id)")
     region: Pattern | None = Field(None, description="ARS/AGS from the metadata or the XÖV header")
     reader: Pattern | None = Field(None, description="reader (recipient) authority id from the XÖV header")
     author: Pattern | None = Field(None, description="author (sender) authority id from the XÖV header")
@@ -288,7 +227,7 @@ class RouteConfig(_Model):
     )
     retry: RetryConfig | None = Field(None, description="overrides the global retry policy for this route")
     accept_after: Literal["delivered", "validated"] = Field(
-        "delivered", description="FIT-Connect: send accept-submission once delivered, or already once validated"
+        "delivered", description="channels that answer the sender: accept once delivered, or already once validated"
     )
 
     @field_validator("targets", mode="before")
@@ -299,7 +238,9 @@ class RouteConfig(_Model):
         return value
 
 
-class HubConfig(_Model):
+class Settings(_Model):
+    """The sections the core reads. :class:`xhub.config.HubConfig` adds the channels' and adapters' own."""
+
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
@@ -309,64 +250,17 @@ class HubConfig(_Model):
     rules_dir: Path = Field(Path("mappings"), description="routes.toml and mapping folders")
     schema_dir: Path = Field(Path("var/schemas"), description="operator-installed bundles (`xhub schemas add`); "
                              "they come after the bundles shipped in xsd/ and override them")
-    fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
     senders: list[SenderConfig] = []
     operators: list[OperatorConfig] = []
-    targets: dict[TargetName, TargetConfig] = {}
+    targets: Mapping[TargetName, TargetConfig] = {}
     routes: list[RouteConfig] = Field(
         default_factory=list, description="inline routes for small set-ups; otherwise <rules_dir>/routes.toml"
     )
 
     @model_validator(mode="after")
-    def _references(self) -> HubConfig:
+    def _references(self) -> Settings:
         holders = [s.name for s in self.senders] + [o.name for o in self.operators]
         dupes = sorted({n for n in holders if holders.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate sender/operator names: {', '.join(dupes)}")
         return self
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def config_path(path: Path | None = None, env: dict[str, str] | None = None) -> Path | None:
-    """The file :func:`load_config` reads: ``path``, else ``$XHUB_CONFIG``, else ``./hub.toml`` if it exists."""
-    env = dict(os.environ if env is None else env)
-    if path is None and env.get("XHUB_CONFIG"):
-        path = Path(env["XHUB_CONFIG"])
-    if path is None and Path("hub.toml").exists():
-        path = Path("hub.toml")
-    return path
-
-
-def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> HubConfig:
-    """Load and validate the configuration. Raises :class:`ConfigError` with file, key and line.
-
-    No value is ever quoted in an error: a misplaced secret stays secret.
-    """
-    env = dict(os.environ if env is None else env)
-    path = config_path(path, env)
-    text = ""
-    data: dict[str, Any] = {}
-    source = str(path) if path else "(defaults)"
-    origins: dict[tuple[str, ...], str] = {}
-    try:
-        if path is not None:
-            data, text = read_toml(path)
-        data = merge(data, env_overrides(env, origins))
-        check_nesting(data, source)
-
-        def where(loc: Loc) -> str:
-            line = locate(text, loc) if text else None
-            return f"{source}:{line}" if line else source
-
-        data = read_secret_files(data, (), origins, where)
-    except FileProblem as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        return HubConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = explain(exc, source, text, origins=origins)
-        raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None

@@ -9,13 +9,13 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
-from hub.sandbox.recorder import create_recorder
-from hub.sandbox.trade_register import create_trade_register
-from hub.sandbox.vehicle_registry import PATH, create_vehicle_registry
+from sandbox.recorder import create_recorder
+from sandbox.trade_register import create_trade_register
+from sandbox.vehicle_registry import PATH, create_vehicle_registry
 
 __all__ = ["create_recorder", "create_trade_register", "create_vehicle_registry", "sandbox_app"]
 
-sandbox_app = typer.Typer(help="Local stand-ins for specialist procedures (not for production).",
+sandbox_app = typer.Typer(help="Local stand-ins for the demo and tests (not for production).",
                           no_args_is_help=True)
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
@@ -69,7 +69,7 @@ def fitconnect(
                                                  "kept across restarts.")] = Path("var/fitconnect-emulator"),
 ) -> None:
     """A FIT-Connect delivery service (Submission API 1.1.3); set it up under /_admin/ (docs/fitconnect-emulator.md)."""
-    from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator  # only this command needs jwcrypto
+    from sandbox.fitconnect import Emulator, create_fitconnect_emulator  # only this command needs jwcrypto
 
     emu = Emulator(state_dir)
     base = f"http://{host}:{port}"

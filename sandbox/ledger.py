@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from fastapi import FastAPI, Request, Response
 
-from hub.sandbox.chaos import hold
+from sandbox.chaos import hold
 
 __all__ = ["Ledger"]
 

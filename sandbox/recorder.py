@@ -6,7 +6,7 @@ Endpoints:
   ``Idempotency-Key`` gets ``200`` and the first case id (it is recorded as a duplicate, not a new case).
 * ``GET /_received``: every request that reached the sink (key, body SHA-256, size, time, whether it was a
   duplicate, whether its answer went out); requests refused by the misbehaviour model are not in it.
-* ``POST /_behaviour``: how to misbehave, see :mod:`hub.sandbox.chaos`; e.g. ``{"delay_seconds": 2}`` holds
+* ``POST /_behaviour``: how to misbehave, see :mod:`sandbox.chaos`; e.g. ``{"delay_seconds": 2}`` holds
   each request, ``{"fail_status": 503, "fail_count": 2}`` refuses the next two.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from hub.sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
-from hub.sandbox.ledger import Ledger
+from sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
+from sandbox.ledger import Ledger
 
 __all__ = ["Received", "create_recorder"]
 

@@ -12,7 +12,7 @@ Endpoints:
   duplicate); the same key with a different notification, or an invalid one, is a ``422`` problem.
 * ``GET /api/v1/gewerbemeldungen/{case_id}``: the stored case.
 * ``GET /_received``: what arrived, including rejected requests; ``POST|GET /_behaviour``: misbehaviour
-  (:mod:`hub.sandbox.chaos`), applied before the request is validated, as a gateway in front would.
+  (:mod:`sandbox.chaos`), applied before the request is validated, as a gateway in front would.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.sandbox.chaos import Chaos, Drop, Fault, Proceed, Refuse, hold, install, refusal_headers
-from hub.sandbox.ledger import Ledger
+from sandbox.chaos import Chaos, Drop, Fault, Proceed, Refuse, hold, install, refusal_headers
+from sandbox.ledger import Ledger
 
 __all__ = ["Abmeldung", "Anmeldung", "Gewerbemeldung", "Ummeldung", "create_trade_register"]
 

@@ -14,7 +14,7 @@ Endpoints:
 * ``GET /VehicleRegistry?wsdl`` and ``GET /vehicle-registry.xsd``: the description, with this server's
   address in ``soap:address``.
 * ``GET /_received``: what arrived (key, SOAP version, WS-Security user name — never the password —, VIN,
-  outcome, registration number); ``POST|GET /_behaviour``: misbehaviour, see :mod:`hub.sandbox.chaos`.
+  outcome, registration number); ``POST|GET /_behaviour``: misbehaviour, see :mod:`sandbox.chaos`.
 
 The idempotency key travels in the SOAP header element ``IdempotencyKey`` of the service's namespace (an
 HTTP ``Idempotency-Key`` header is the fallback). A repeat answers the first registration again and is
@@ -39,8 +39,8 @@ from lxml import etree
 from starlette.datastructures import Headers
 
 from hub import xmlsafe
-from hub.sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
-from hub.sandbox.ledger import Ledger
+from sandbox.chaos import Chaos, Drop, Fault, Refuse, hold, install, refusal_headers
+from sandbox.ledger import Ledger
 
 __all__ = ["NS", "WSDL_DIR", "create_vehicle_registry"]
 

@@ -1,7 +1,7 @@
-"""``python -m hub`` is ``xhub``."""
+"""``python -m xhub`` is ``xhub``."""
 
 from __future__ import annotations
 
-from hub.cli import app
+from xhub.cli import app
 
 app(prog_name="xhub")

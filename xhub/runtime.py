@@ -1,7 +1,10 @@
-"""Wiring for the processes the CLI starts: the engine (migrated), the API server, embedded workers.
+"""Wiring for the processes the CLI starts: the engine (migrated), workers, the API server with its embedded
+worker and the channels' pollers.
 
-Every background loop started here runs under a :class:`~hub.supervisor.Supervisor`; the ones of an API
-process are listed in ``app.state.loops`` for ``/health/ready``.
+Config → adapters and channels (:mod:`xhub.registry`) → runner: :func:`make_worker` is the one place a
+:class:`~hub.worker.Worker` is given its adapter factory and its channels. Every background loop started
+here runs under a :class:`~hub.supervisor.Supervisor`; the ones of an API process are listed in
+``app.state.loops`` for ``/health/ready``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,16 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from hub import migrate
-from hub.api.app import create_app
-from hub.config import HubConfig
 from hub.db import make_engine
-from hub.fitconnect import AnswerBack, FitConnectChannel, Poller, subscriber_client
-from hub.pipeline.base import Answerer
-from hub.rules import RuleHolder, RulesError
+from hub.ports import Channels
+from hub.routing import RuleHolder, RulesError
 from hub.supervisor import Supervisor
 from hub.worker import Worker
+from xhub import registry
+from xhub.api.app import create_app
+from xhub.config import HubConfig
 
-__all__ = ["EmbeddedWorker", "Reloader", "SchemaOutdated", "build_app", "free_port", "open_engine",
+__all__ = ["EmbeddedWorker", "Reloader", "SchemaOutdated", "build_app", "free_port", "make_worker", "open_engine",
            "reload_on_sighup", "serve_in_thread", "server"]
 
 log = logging.getLogger(__name__)
@@ -52,11 +55,20 @@ def open_engine(config: HubConfig) -> Engine:
     return engine
 
 
+def make_worker(config: HubConfig, engine: Engine, rules: RuleHolder | None = None, *,
+                channels: Channels | None = None, **options: Any) -> Worker:
+    """A worker wired from the registry: its adapters built per target, its channels (``channels`` replaces
+    them, e.g. in a test). ``options`` go to :class:`~hub.worker.Worker` (``owner``, ``stop``, ...). The
+    caller closes ``worker.channels`` when the worker is done."""
+    return Worker(config, engine, rules, build_adapter=registry.build_adapter,
+                  channels=channels if channels is not None else registry.channels(config), **options)
+
+
 class EmbeddedWorker:
     """A worker thread inside the API process (the one-process default of ``xhub serve``)."""
 
-    def __init__(self, config: HubConfig, engine: Engine, rules: RuleHolder, answer: Answerer | None) -> None:
-        self.worker = Worker(config, engine, rules, answer=answer)
+    def __init__(self, config: HubConfig, engine: Engine, rules: RuleHolder) -> None:
+        self.worker = make_worker(config, engine, rules)
         self._thread = threading.Thread(target=self.worker.run, name="xhub-worker", daemon=True)
 
     def start(self) -> None:
@@ -65,21 +77,15 @@ class EmbeddedWorker:
     def stop(self) -> None:
         self.worker.shutdown()
         self._thread.join(timeout=self.worker.config.worker.lease_seconds)
+        self.worker.channels.close()
 
     def wake(self) -> None:
         self.worker.wake.set()
 
 
-def answerer(config: HubConfig) -> Answerer | None:
-    """What answers FIT-Connect senders, when the channel is configured."""
-    if config.fitconnect is None:
-        return None
-    return AnswerBack(subscriber_client(config))
-
-
 def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules: RuleHolder | None = None) -> FastAPI:
-    """The API; with ``embedded_worker`` a worker thread sharing its rules (one reload serves both), and with
-    FIT-Connect configured, the poller that fetches submissions (woken early by callbacks)."""
+    """The API; with ``embedded_worker`` a worker thread sharing its rules (one reload serves both), and the
+    pollers of the channels that poll (the FIT-Connect one is woken early by callbacks)."""
     rules = rules or RuleHolder(config)
     starts: list[Callable[[], None]] = []
     stops: list[Callable[[], None]] = []
@@ -87,17 +93,18 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules
     on_accept: Callable[[], None] | None = None
     on_callback: Callable[[], None] | None = None
     if embedded_worker:
-        embedded = EmbeddedWorker(config, engine, rules, answerer(config))
+        embedded = EmbeddedWorker(config, engine, rules)
         starts.append(embedded.start)
         stops.append(embedded.stop)
         loops.append(embedded.worker.supervisor)
         on_accept = embedded.wake
-    if config.fitconnect is not None:
-        poller = Poller(FitConnectChannel(config, engine), config.fitconnect.poll_interval_seconds)
+    pollers = registry.pollers(config, engine)
+    for poller in pollers.values():
         starts.append(poller.start)
         stops.insert(0, poller.shutdown)
         loops.append(poller.supervisor)
-        on_callback = poller.wake.set
+    if registry.CALLBACK_WAKES in pollers:
+        on_callback = pollers[registry.CALLBACK_WAKES].wake.set
 
     def start_all() -> None:
         for start in starts:

@@ -1,10 +1,14 @@
-"""FIT-Connect subscriber library: receive submissions for our destinations, verify them, answer back.
+"""The FIT-Connect channel: a subscriber that receives submissions for our destinations, verifies them and
+answers back.
 
-One module per concept: ``config`` (pydantic settings), ``token`` (OAuth2 client credentials), ``api``
-(HTTP, response classification, rate limits, streamed downloads), ``crypto`` (JWE decryption, streaming),
-``metadata`` (schema, hashes, data syntax), ``events`` (SETs), ``keys`` (JWKs, x5c, generation),
-``callbacks`` (HMAC-verified push), ``problems`` (reject reasons), ``models`` (the data handed over) and
-``client`` (:class:`SubscriberClient`, which ties them together). See ``docs/fitconnect.md``.
+The subscriber library, one module per concept: ``config`` (pydantic settings), ``token`` (OAuth2 client
+credentials), ``api`` (HTTP, response classification, rate limits, streamed downloads), ``crypto`` (JWE
+decryption, streaming), ``metadata`` (schema, hashes, data syntax), ``events`` (SETs), ``keys`` (JWKs, x5c,
+generation), ``callbacks`` (HMAC-verified push), ``reject_reasons`` (the problem types of a
+``reject-submission``), ``models`` (the data handed over) and ``client`` (:class:`SubscriberClient`, which
+ties them together). The channel in the hub: ``intake`` (the poller that stores submissions), ``channel``
+(what the pipeline asks: refusals, accept and reject) and ``router`` (the callback endpoint). See
+``docs/fitconnect.md``. Like every channel it depends on the core (``hub``) only.
 
 Error kinds (:mod:`hub.errors`)::
 
@@ -18,19 +22,19 @@ Error kinds (:mod:`hub.errors`)::
 
 from __future__ import annotations
 
-from adapters.fitconnect.callbacks import (
+from channels.fitconnect.callbacks import (
     CallbackMalformed,
     CallbackRefused,
     ReplayGuard,
     callback_signature,
     verify_callback,
 )
-from adapters.fitconnect.client import SubscriberClient
-from adapters.fitconnect.config import DestinationConfig, FitConnectConfig
-from adapters.fitconnect.events import ACCEPT, REJECT
-from adapters.fitconnect.keys import KeyFiles, generate_destination_keys, verify_certificate_chain
-from adapters.fitconnect.models import Attachment, AuthTags, CaseEvent, Submission, SubmissionRef
-from adapters.fitconnect.problems import EventProblem, SubmissionRejected
+from channels.fitconnect.client import SubscriberClient
+from channels.fitconnect.config import DestinationConfig, FitConnectConfig
+from channels.fitconnect.events import ACCEPT, REJECT
+from channels.fitconnect.keys import KeyFiles, generate_destination_keys, verify_certificate_chain
+from channels.fitconnect.models import Attachment, AuthTags, CaseEvent, Submission, SubmissionRef
+from channels.fitconnect.reject_reasons import EventProblem, SubmissionRejected
 
 __all__ = [
     "ACCEPT",

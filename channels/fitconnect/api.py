@@ -29,15 +29,15 @@ from typing import Any
 
 import httpx
 
-from adapters.http_status import RETRIABLE
-from adapters.http_support import TooLarge, declared_length, read_capped, retry_after_seconds
 from hub.errors import Deferred, Permanent, Retriable
+from hub.http_status import RETRIABLE
+from hub.http_support import TooLarge, declared_length, read_capped, retry_after_seconds
 from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits, JsonRejected, loads
 
 __all__ = ["ANSWER_MAX_BYTES", "TRANSIENT", "AnswerTooLarge", "SubmissionApi", "TooLarge", "read_capped",
            "retry_after"]
 
-TRANSIENT = RETRIABLE  # the one status table (adapters.http_status)
+TRANSIENT = RETRIABLE  # the one status table (hub.http_status)
 _EXCERPT = 300
 #: listing pages, event logs, JWKS, tokens, event answers: generous for 500 entries per page
 ANSWER_MAX_BYTES = 16 * 1024 * 1024

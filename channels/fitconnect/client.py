@@ -8,7 +8,7 @@
         ...store it...                                # the hub commits before anything is acknowledged
         client.accept(ref, submission.auth_tags)      # or client.reject(ref, rejected.problems)
 
-Errors (see :mod:`hub.errors`): :class:`~adapters.fitconnect.problems.SubmissionRejected` (an ``Invalid``)
+Errors (see :mod:`hub.errors`): :class:`~channels.fitconnect.reject_reasons.SubmissionRejected` (an ``Invalid``)
 when the submission can never be processed, ``Retriable`` for anything transient (``Deferred`` while the
 delivery service's rate limit is exhausted), ``Permanent`` for our own misconfiguration. Accept and reject
 are idempotent: the case's event log is read first, and a 409 is resolved by reading it again.
@@ -36,16 +36,16 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adapters.fitconnect import metadata as checks
-from adapters.fitconnect import problems as p
-from adapters.fitconnect.api import AnswerTooLarge, SubmissionApi, TooLarge
-from adapters.fitconnect.config import DestinationConfig, FitConnectConfig
-from adapters.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
-from adapters.fitconnect.events import ACCEPT, REJECT, SetInvalid, accept_set, reject_set, verify_set
-from adapters.fitconnect.keys import PrivateKey, Purpose, load_private_key, public_key_from_jwk
-from adapters.fitconnect.models import Attachment, AuthTags, CaseEvent, Submission, SubmissionRef
-from adapters.fitconnect.problems import EventProblem, SubmissionRejected
-from adapters.fitconnect.token import TokenCache
+from channels.fitconnect import metadata as checks
+from channels.fitconnect import reject_reasons as p
+from channels.fitconnect.api import AnswerTooLarge, SubmissionApi, TooLarge
+from channels.fitconnect.config import DestinationConfig, FitConnectConfig
+from channels.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
+from channels.fitconnect.events import ACCEPT, REJECT, SetInvalid, accept_set, reject_set, verify_set
+from channels.fitconnect.keys import PrivateKey, Purpose, load_private_key, public_key_from_jwk
+from channels.fitconnect.models import Attachment, AuthTags, CaseEvent, Submission, SubmissionRef
+from channels.fitconnect.reject_reasons import EventProblem, SubmissionRejected
+from channels.fitconnect.token import TokenCache
 from hub.errors import Permanent, Retriable
 from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits
 from hub.xmlsafe import XmlLimits

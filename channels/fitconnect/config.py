@@ -1,7 +1,7 @@
 """Configuration of the FIT-Connect subscriber: the delivery service, our client credentials, destinations.
 
 Secrets are ``SecretStr``; private keys are referenced by path (or by the name of an environment variable
-holding the JWK) and only loaded by :class:`~adapters.fitconnect.client.SubscriberClient`, which checks
+holding the JWK) and only loaded by :class:`~channels.fitconnect.client.SubscriberClient`, which checks
 them (RSA ≥ 4096, right ``alg``, x5c fits) and raises :class:`~hub.errors.Permanent` when they are unusable.
 """
 

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters.fitconnect.keys import PrivateKey, b64u_decode
+from channels.fitconnect.keys import PrivateKey, b64u_decode
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = ["CHUNK", "DecryptedFile", "DecryptionFailed", "PlaintextTooLarge", "decrypt_compact", "decrypt_file",

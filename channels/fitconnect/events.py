@@ -20,9 +20,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from adapters.fitconnect.keys import PrivateKey, b64u_decode, b64u_encode
-from adapters.fitconnect.models import AuthTags, CaseEvent, SubmissionRef
-from adapters.fitconnect.problems import EventProblem
+from channels.fitconnect.keys import PrivateKey, b64u_decode, b64u_encode
+from channels.fitconnect.models import AuthTags, CaseEvent, SubmissionRef
+from channels.fitconnect.reject_reasons import EventProblem
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = ["ACCEPT", "EVENT_BASE", "REJECT", "SET_SCHEMA", "SetInvalid", "accept_set", "build_set", "parse_set",

@@ -1,9 +1,10 @@
-"""The FIT-Connect channel: fetch submissions into the store, and answer back with signed event tokens.
+"""The FIT-Connect channel's intake: fetch submissions into the store.
 
-Intake (:meth:`FitConnectChannel.poll_once`, run by the poller thread and ``xhub fitconnect poll``):
+Intake (:meth:`Intake.poll_once`, run by the :class:`Poller` thread and ``xhub fitconnect poll``):
 
 1. list the submissions waiting at each configured destination (paging);
-2. skip those already stored (the submission id is unique in the store, so any number of pollers can run);
+2. skip those already stored (the submission id is the message's ``external_id``, unique per channel in
+   the store, so any number of pollers can run);
 3. fetch, decrypt and verify one (the library streams attachments to files next to the blob store);
 4. **store it and commit** (payload = the data, then the metadata, then the attachments in the blob store).
    Only after that can anybody answer the sender;
@@ -15,15 +16,13 @@ Transient trouble (network, 5xx, 429) is retried on the next poll and never turn
 
 Each submission is taken in isolation: whatever one submission raises (a transient error, a bug, a
 ``RecursionError`` or ``MemoryError`` on an input nobody foresaw), it is counted in ``intake_failures``
-(:mod:`hub.intake_failures`) and the poll goes on with the next one. After
+(:mod:`hub.intake_failures`, channel ``fitconnect``) and the poll goes on with the next one. After
 ``fitconnect.max_intake_failures`` unexpected failures the submission is stored as refused with
 ``technical-error``; transient ones are counted and shown in ``/health/ready``, never held against the sender.
 The :class:`Poller` runs under a :class:`~hub.supervisor.Supervisor`: a poll that dies anyway is restarted
 with backoff, counted, and visible in the health report.
 
-Answering back (:class:`AnswerBack`, used by the pipeline): ``accept-submission`` with the authentication
-tags once the message is delivered (or validated, per route), ``reject-submission`` with problem types
-when it is rejected. Both are idempotent in the library (the case's event log is read first).
+Answering back is :class:`channels.fitconnect.channel.FitConnectChannel`, which the pipeline asks.
 """
 
 from __future__ import annotations
@@ -40,39 +39,31 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.fitconnect import (
-    AuthTags,
-    DestinationConfig,
-    EventProblem,
-    Submission,
-    SubmissionRef,
-    SubmissionRejected,
-    SubscriberClient,
-)
-from adapters.fitconnect import problems as problems_module
+from channels.fitconnect import reject_reasons
+from channels.fitconnect.client import SubscriberClient
+from channels.fitconnect.config import DestinationConfig, FitConnectConfig
+from channels.fitconnect.models import AuthTags, Submission, SubmissionRef
+from channels.fitconnect.reject_reasons import EventProblem, SubmissionRejected
 from hub import store
 from hub.blobs import BlobStore
-from hub.config import HubConfig
 from hub.errors import Deferred, HubError
 from hub.intake_failures import IntakeFailures, is_transient
 from hub.models import Message
+from hub.settings import LimitsConfig, Settings
 from hub.supervisor import Heartbeats, Supervisor, describe
 
-__all__ = ["CHANNEL", "AnswerBack", "FitConnectChannel", "PollReport", "Poller", "subscriber_client"]
+__all__ = ["CHANNEL", "POLLER", "Intake", "PollReport", "Poller", "subscriber_client"]
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "fitconnect"
+CHANNEL = "fitconnect"  # the messages' channel
 SENDER = "fitconnect"
+POLLER = "fitconnect-poller"  # the poller loop's kind (heartbeats, /health/ready)
 
 
-def subscriber_client(config: HubConfig) -> SubscriberClient:
+def subscriber_client(fc: FitConnectConfig, limits: LimitsConfig) -> SubscriberClient:
     """The subscriber library configured with the hub's limits (``[limits]``) for what it parses."""
-    fc = config.fitconnect
-    if fc is None:
-        raise ValueError("the FIT-Connect channel needs a [fitconnect] section in the configuration")
-    return SubscriberClient(fc, json_limits=config.limits.json_limits(fc.max_data_bytes),
-                            xml_max_depth=config.limits.xml_max_depth)
+    return SubscriberClient(fc, json_limits=limits.json_limits(fc.max_data_bytes), xml_max_depth=limits.xml_max_depth)
 
 
 _TYPE_SUBTYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,60}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,30}$")
@@ -101,17 +92,18 @@ class PollReport:
     listed: bool = True  # every destination's listing was read: the poll reached the delivery service
 
 
-class FitConnectChannel:
-    def __init__(self, config: HubConfig, engine: Engine, client: SubscriberClient | None = None) -> None:
-        if config.fitconnect is None:
-            raise ValueError("the FIT-Connect channel needs a [fitconnect] section in the configuration")
+class Intake:
+    """Takes the submissions waiting at every configured destination into the store."""
+
+    def __init__(self, fc: FitConnectConfig, config: Settings, engine: Engine,
+                 client: SubscriberClient | None = None) -> None:
+        self.fc = fc
         self.config = config
-        self.fc = config.fitconnect
         self.engine = engine
-        self.client = client or subscriber_client(config)
+        self.client = client or subscriber_client(fc, config.limits)
         self.blobs = BlobStore(config.storage.blob_dir)
         self.incoming = config.storage.blob_dir / ".incoming"  # same file system: attachments are moved, not copied
-        self.failures = IntakeFailures(engine)
+        self.failures = IntakeFailures(engine, CHANNEL)
 
     def close(self) -> None:
         self.client.close()
@@ -170,7 +162,8 @@ class FitConnectChannel:
             log.error("FIT-Connect: submission %s failed unexpectedly (%s)", ref.submission_id, what)
             log.debug("FIT-Connect: submission %s failed", ref.submission_id, exc_info=exc)
         try:
-            unexpected = self.failures.record(ref, what, unexpected=not transient)
+            unexpected = self.failures.record(ref.submission_id, case_id=ref.case_id, source=ref.destination_id,
+                                              what=what, unexpected=not transient)
             if unexpected >= self.fc.max_intake_failures:
                 self._give_up(ref, destination, unexpected, what)
                 report.failed -= 1
@@ -193,7 +186,7 @@ class FitConnectChannel:
 
     def _give_up(self, ref: SubmissionRef, destination: DestinationConfig, attempts: int, last_error: str) -> None:
         """Store the submission as refused (technical-error) after ``attempts`` unexpected failures."""
-        problem = problems_module.technical_error(
+        problem = reject_reasons.technical_error(
             f"Die Einreichung konnte nach {attempts} Versuchen technisch nicht verarbeitet werden.")
         self._store_refused(ref, destination, [problem], {"intake_failures": attempts, "last_error": last_error})
         log.error("FIT-Connect: submission %s refused after %d unexpected failures (last: %s)", ref.submission_id,
@@ -201,7 +194,8 @@ class FitConnectChannel:
 
     def _known(self, submission_id: str) -> bool:
         with self.engine.connect() as conn:
-            found = conn.execute(select(Message.id).where(Message.fitconnect_submission_id == submission_id)).first()
+            found = conn.execute(select(Message.id).where(Message.channel == CHANNEL,
+                                                          Message.external_id == submission_id)).first()
         return found is not None
 
     def _store(self, submission: Submission, destination: DestinationConfig) -> None:
@@ -236,12 +230,12 @@ class FitConnectChannel:
                 attributes: dict[str, Any]) -> None:
         new = store.NewMessage(
             tenant=destination.tenant, channel=CHANNEL, sender=SENDER, parts=parts,
-            external={"fitconnect_submission_id": submission_id, "fitconnect_case_id": case_id},
+            external_id=submission_id, case_id=case_id,
             attributes={"destination": destination.id, **attributes},
         )
         try:
             store.accept(self.engine, new, actor=f"{CHANNEL}:{destination.id}", blobs=self.blobs)
-        except store.SubmissionKnown:
+        except store.ExternalIdKnown:
             log.info("FIT-Connect: submission %s was stored by another poller meanwhile", submission_id)
 
 
@@ -251,56 +245,17 @@ def _answer_facts(submission_id: str, case_id: str, destination_id: str, tags: A
                                                     "attachments": dict(tags.attachments)}}
 
 
-class AnswerBack:
-    """Accept or reject a FIT-Connect message (the pipeline's :class:`~hub.pipeline.base.Answerer`)."""
-
-    def __init__(self, client: SubscriberClient) -> None:
-        self.client = client
-
-    @staticmethod
-    def ref(message: Message) -> SubmissionRef:
-        facts = (message.attributes or {})["fitconnect"]
-        return SubmissionRef(facts["submission_id"], facts["case_id"], facts["destination_id"])
-
-    def accept(self, message: Message) -> str:
-        tags = (message.attributes or {})["fitconnect"]["auth_tags"]
-        self.client.accept(self.ref(message), AuthTags(tags["metadata"], tags["data"], tags["attachments"]))
-        return "accept-submission sent"
-
-    def reject(self, message: Message, error: HubError, stage: str) -> str:
-        problems = problems_for(message, error, stage)
-        self.client.reject(self.ref(message), problems)
-        kinds = ", ".join(p.type.removeprefix(problems_module.PROBLEM_BASE) for p in problems)
-        return f"reject-submission sent ({kinds})"
-
-
-def problems_for(message: Message, error: HubError, stage: str) -> list[EventProblem]:
-    """The FIT-Connect problem types that say why the hub rejects this message."""
-    refused = error.detail.get("fitconnect_problems")
-    if refused:  # found when fetching: decryption, hashes, metadata schema (the library's own verdict)
-        return [EventProblem.from_json(p) for p in refused]
-    detail = str(error)
-    if stage == "verify":
-        return [problems_module.syntax_violation("data", detail)]
-    if stage == "validate":
-        return [problems_module.schema_violation("data", detail)]
-    if stage == "route":  # the route takes only messages whose schema could be checked
-        return [problems_module.unsupported_schema("data", detail)]
-    return [problems_module.technical_error(detail)]
-
-
 class Poller:
     """Polls every ``interval`` seconds, or at once when a callback wakes it. Polling is the source of truth.
 
     The loop runs under :attr:`supervisor` (kind ``fitconnect-poller``): a poll that reached the delivery
     service, and every submission taken in, counts as success for ``/health/ready``."""
 
-    def __init__(self, channel: FitConnectChannel, interval: float) -> None:
-        self.channel, self.interval = channel, interval
+    def __init__(self, intake: Intake, interval: float) -> None:
+        self.intake, self.interval = intake, interval
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.supervisor = Supervisor("fitconnect-poller", stop=self.stop, interval=interval,
-                                     heartbeats=Heartbeats(channel.engine))
+        self.supervisor = Supervisor(POLLER, stop=self.stop, interval=interval, heartbeats=Heartbeats(intake.engine))
 
     def start(self) -> None:
         self.supervisor.start(self._run)
@@ -309,11 +264,11 @@ class Poller:
         self.stop.set()
         self.wake.set()
         self.supervisor.join(timeout=60)
-        self.channel.close()
+        self.intake.close()
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            report = self.channel.poll_once(self.supervisor)
+            report = self.intake.poll_once(self.supervisor)
             self.supervisor.beat(success=report.listed)
             if report.stored or report.refused or report.failed:
                 log.info("FIT-Connect poll: %s", report)

@@ -1,6 +1,6 @@
 """Metadata checks: ``$schema``, the bundled FIT-Connect metadata schema (1.x), hashes, data syntax.
 
-Each check returns the :class:`~adapters.fitconnect.problems.EventProblem` s it found (empty = fine), so the
+Each check returns the :class:`~channels.fitconnect.reject_reasons.EventProblem` s it found (empty = fine), so the
 client can collect every problem of a submission into one ``reject-submission``.
 
 Schema versions: a metadata document must name its schema in ``$schema``
@@ -26,8 +26,8 @@ from typing import Any
 
 import jsonschema
 
-from adapters.fitconnect import problems
-from adapters.fitconnect.problems import EventProblem
+from channels.fitconnect import reject_reasons as problems
+from channels.fitconnect.reject_reasons import EventProblem
 from hub.jsonsafe import DEFAULT_JSON_LIMITS, JsonLimits, JsonRejected, loads
 from hub.xmlsafe import DEFAULT_LIMITS as DEFAULT_XML_LIMITS
 from hub.xmlsafe import XmlLimits, XmlRejected, parse

@@ -6,22 +6,27 @@ headers' shapes (``400 callback-malformed``); timestamp window, HMAC (constant t
 (``401 callback-refused``); only then the body is parsed as JSON within the limits (``400
 callback-malformed``). A callback only triggers a poll: polling stays the source of truth, so nothing a
 callback says is trusted beyond "look now".
+
+The composition root mounts :data:`router` with :func:`mount`, which keeps the route's :class:`Callbacks`
+(the channel's settings, the replay guard, what wakes the poller) on the app.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 
-from adapters.fitconnect import CallbackMalformed, CallbackRefused, ReplayGuard, verify_callback
-from hub.api.problems import Problem
-from hub.config import HubConfig
+from channels.fitconnect.callbacks import CallbackMalformed, CallbackRefused, ReplayGuard, verify_callback
+from channels.fitconnect.config import FitConnectConfig
 from hub.jsonsafe import JsonRejected, loads
+from hub.problems import Problem
+from hub.settings import LimitsConfig
 
-__all__ = ["MAX_CALLBACK_BYTES", "receive"]
+__all__ = ["MAX_CALLBACK_BYTES", "Callbacks", "mount", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +50,42 @@ async def _body(request: Request) -> bytes:
     return bytes(body)
 
 
-async def receive(request: Request, config: HubConfig, guard: ReplayGuard,
-                  on_callback: Callable[[], None] | None) -> dict[str, Any]:
-    """Check one callback (see the module docstring) and wake the poller."""
-    fc = config.fitconnect
+@dataclass
+class Callbacks:
+    """What the callback route needs: the channel's settings (``None``: not configured), the hub's limits,
+    and what wakes the poller (``None``: no poller in this process)."""
+
+    fc: FitConnectConfig | None
+    limits: LimitsConfig
+    on_callback: Callable[[], None] | None
+    guard: ReplayGuard = field(default_factory=ReplayGuard)  # callbacks seen lately: a replayed one is refused
+
+
+def mount(app: FastAPI, callbacks: Callbacks) -> None:
+    app.state.fitconnect_callbacks = callbacks
+    app.include_router(router)
+
+
+def _callbacks(request: Request) -> Callbacks:
+    found: Callbacks = request.app.state.fitconnect_callbacks
+    return found
+
+
+router = APIRouter(tags=["FIT-Connect"])
+
+
+@router.post("/api/v1/fitconnect/callback")
+async def receive(request: Request, callbacks: Annotated[Callbacks, Depends(_callbacks)]) -> dict[str, Any]:
+    """FIT-Connect's new-submission callback: checked (size, shape, HMAC, timestamp, replay), then it
+    triggers a poll."""
+    fc, on_callback = callbacks.fc, callbacks.on_callback
     if fc is None or fc.callback_secret is None or on_callback is None:
         raise Problem(404, "callbacks-not-configured", "Callbacks not configured",
                       "this hub has no FIT-Connect callback secret; it polls instead")
     body = await _body(request)
     try:
         verify_callback(fc.callback_secret.get_secret_value(), request.headers.get("callback-timestamp"),
-                        request.headers.get("callback-authentication"), body, seen=guard)
+                        request.headers.get("callback-authentication"), body, seen=callbacks.guard)
     except CallbackMalformed as exc:
         raise Problem(400, "callback-malformed", "Malformed callback", exc.reason) from None
     except CallbackRefused as exc:
@@ -63,7 +93,7 @@ async def receive(request: Request, config: HubConfig, guard: ReplayGuard,
                     exc.reason)
         raise Problem(401, "callback-refused", "Callback refused", exc.reason) from None
     try:
-        notice = loads(body, config.limits.json_limits(MAX_CALLBACK_BYTES))
+        notice = loads(body, callbacks.limits.json_limits(MAX_CALLBACK_BYTES))
     except JsonRejected as exc:
         raise Problem(400, "callback-malformed", "Malformed callback", f"the body is not JSON: {exc.detail}") \
             from None

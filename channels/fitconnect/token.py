@@ -1,6 +1,6 @@
 """The Submission API's OAuth2 client-credentials token: the shared cache, configured from FitConnectConfig.
 
-The cache (:class:`adapters.http_support.TokenCache`) reads the token endpoint's answer with a cap and parses
+The cache (:class:`hub.http_support.TokenCache`) reads the token endpoint's answer with a cap and parses
 it with :func:`hub.jsonsafe.loads`; an answer that is too large or malformed is the delivery service's fault and
 :class:`~hub.errors.Retriable`, like a 5xx.
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import httpx
 
-from adapters.fitconnect.config import FitConnectConfig
-from adapters.http_support import TokenCache as _TokenCache
+from channels.fitconnect.config import FitConnectConfig
+from hub.http_support import TokenCache as _TokenCache
 
 __all__ = ["TokenCache"]
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from hub.api.budget import MemoryBudget, Reservation
-from hub.api.problems import Problem, shorten
+from channels.rest.budget import MemoryBudget, Reservation
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 from hub.pipeline.verify import is_json, is_xml
+from hub.problems import Problem, shorten, single_header
 from hub.xmlsafe import XmlLimits, XmlRejected, check
 
-__all__ = ["IntakeHeaders", "check_payload", "intake_headers", "read_body", "single_header"]
+__all__ = ["IntakeHeaders", "check_payload", "intake_headers", "read_body"]
 
 #: Headers of the intake whose meaning two copies would make ambiguous.
 _SINGLE = ("content-type", "content-encoding", "content-length", "transfer-encoding", "idempotency-key",
@@ -54,15 +54,6 @@ class IntakeHeaders:
     @property
     def is_xml(self) -> bool:
         return is_xml(self.media_type)
-
-
-def single_header(request: Request, name: str) -> str | None:
-    """The value of header ``name``; 400 ``duplicate-header`` when it was sent more than once."""
-    values = request.headers.getlist(name)
-    if len(values) > 1:
-        raise Problem(400, "duplicate-header", "Duplicate header",
-                      f"the {name} header was sent {len(values)} times; send it once")
-    return values[0] if values else None
 
 
 def _invalid_header(name: str, message: str) -> Problem:

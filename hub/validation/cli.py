@@ -1,6 +1,6 @@
 """Typer commands: ``xhub validate PATH…`` and ``xhub schemas add|list``.
 
-Mounted by ``hub/cli.py`` (``app.command("validate")(validate_command)``,
+Mounted by ``xhub/cli/__init__.py`` (``app.command("validate")(validate_command)``,
 ``app.add_typer(schemas_app, name="schemas")``); runnable alone as ``python -m hub.validation.cli``.
 Works without a running hub or database. Without ``--schema-dir`` the commands use the configured
 ``schema_dir`` (``--config``, ``XHUB_CONFIG`` or ``./hub.toml``, as every ``xhub`` command), the same
@@ -17,8 +17,10 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
+from hub.settings import Settings
 from hub.validation.bundles import default_schema_dirs
 from hub.validation.engine import ValidationEngine
 from hub.validation.install import install_bundle
@@ -42,9 +44,11 @@ def _schema_dir(option: Path | None) -> Path:
     """``--schema-dir`` when given, else the configured ``schema_dir`` (config errors end the command)."""
     if option is not None:
         return option
-    from hub.cli_common import config  # the one configuration loader of every xhub command (imported lazily)
-
-    return config().schema_dir
+    # The xhub command line hands its one configuration loader down in the context (the core cannot import
+    # the command line); run alone, the default folder.
+    load = click.get_current_context().obj
+    folder: Path = load().schema_dir if callable(load) else Settings().schema_dir
+    return folder
 
 
 def _text(file: Path, report: Report) -> str:

@@ -32,13 +32,13 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from hub.auth import hash_token, new_token
-from hub.config import HubConfig, load_config
-from hub.demo import fitconnect as fitconnect_demo
-from hub.runtime import build_app, free_port, open_engine, serve_in_thread
-from hub.sandbox.recorder import create_recorder
-from hub.sandbox.trade_register import create_trade_register
-from hub.sandbox.vehicle_registry import create_vehicle_registry
 from hub.statemachine import TERMINAL
+from sandbox.demo import fitconnect as fitconnect_demo
+from sandbox.recorder import create_recorder
+from sandbox.trade_register import create_trade_register
+from sandbox.vehicle_registry import create_vehicle_registry
+from xhub.config import HubConfig, load_config
+from xhub.runtime import build_app, free_port, open_engine, serve_in_thread
 
 __all__ = ["DemoError", "run_demo"]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import KeyFiles, generate_destination_keys
 from hub.models import Message
-from hub.runtime import serve_in_thread
-from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from xhub.runtime import serve_in_thread
 
 __all__ = ["FitConnectDemo", "start"]
 
@@ -90,7 +90,8 @@ def message_of(engine: Engine, submission_id: str, timeout: float) -> uuid.UUID 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            found = conn.execute(select(Message.id).where(Message.fitconnect_submission_id == submission_id)).first()
+            found = conn.execute(select(Message.id).where(Message.channel == "fitconnect",
+                                                          Message.external_id == submission_id)).first()
         if found is not None:
             return uuid.UUID(str(found[0]))
         time.sleep(0.1)

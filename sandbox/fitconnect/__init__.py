@@ -2,7 +2,7 @@
 
 ::
 
-    from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
+    from sandbox.fitconnect import Emulator, create_fitconnect_emulator
     emu = Emulator(state_dir)                        # opens or creates the state (SQLite + files)
     app = create_fitconnect_emulator(emu)            # FastAPI app
     dest_id = emu.add_destination(encryption_jwk, signature_jwk, ["urn:de:fim:leika:leistung:99050012104000"])
@@ -15,9 +15,9 @@ enum and transitions), :mod:`.sets` (SETs), :mod:`.callbacks`, :mod:`.problems`,
 
 from __future__ import annotations
 
-from hub.sandbox.fitconnect.app import create_fitconnect_emulator
-from hub.sandbox.fitconnect.callbacks import sign as callback_signature
-from hub.sandbox.fitconnect.emulator import MAX_ATTACHMENT_BYTES, Client, Emulator
-from hub.sandbox.fitconnect.status import Status
+from sandbox.fitconnect.app import create_fitconnect_emulator
+from sandbox.fitconnect.callbacks import sign as callback_signature
+from sandbox.fitconnect.emulator import MAX_ATTACHMENT_BYTES, Client, Emulator
+from sandbox.fitconnect.status import Status
 
 __all__ = ["MAX_ATTACHMENT_BYTES", "Client", "Emulator", "Status", "callback_signature", "create_fitconnect_emulator"]

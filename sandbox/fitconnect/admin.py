@@ -16,8 +16,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.sandbox.fitconnect.emulator import Emulator
-from hub.sandbox.fitconnect.problems import Problem, ProblemType
+from sandbox.fitconnect.emulator import Emulator
+from sandbox.fitconnect.problem_types import Problem, ProblemType
 
 __all__ = ["admin_router"]
 

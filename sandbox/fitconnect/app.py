@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from hub.sandbox.fitconnect.admin import admin_router
-from hub.sandbox.fitconnect.callbacks import Callback, deliver
-from hub.sandbox.fitconnect.emulator import Client, Emulator, InvalidClient
-from hub.sandbox.fitconnect.problems import Problem, ProblemType, install_problem_handlers
+from sandbox.fitconnect.admin import admin_router
+from sandbox.fitconnect.callbacks import Callback, deliver
+from sandbox.fitconnect.emulator import Client, Emulator, InvalidClient
+from sandbox.fitconnect.problem_types import Problem, ProblemType, install_problem_handlers
 
 __all__ = ["create_fitconnect_emulator"]
 
@@ -151,7 +151,7 @@ Offset = Annotated[int, Query(ge=0)]
 
 
 def create_fitconnect_emulator(emu: Emulator) -> FastAPI:
-    """The emulator's FastAPI app over the state ``emu``; serve it with ``hub.runtime.serve_in_thread``."""
+    """The emulator's FastAPI app over the state ``emu``; serve it with ``xhub.runtime.serve_in_thread``."""
     app = FastAPI(title="FIT-Connect delivery service emulator (xoev-hub sandbox)", version="1.1.3",
                   description=__doc__)
     app.state.emulator = emu

@@ -25,10 +25,10 @@ from typing import Any, Literal
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
-from hub.sandbox.fitconnect.db import Database
-from hub.sandbox.fitconnect.sets import ServerKey
-from hub.sandbox.fitconnect.status import Status
-from hub.sandbox.fitconnect.submissions import Submissions
+from sandbox.fitconnect.db import Database
+from sandbox.fitconnect.sets import ServerKey
+from sandbox.fitconnect.status import Status
+from sandbox.fitconnect.submissions import Submissions
 
 __all__ = ["MAX_ATTACHMENT_BYTES", "Client", "Destination", "Emulator", "InvalidClient", "Role"]
 

@@ -1,25 +1,25 @@
-"""RFC 7807 problems of the emulated Submission API, and the one exception that carries them.
+"""The problem types of the emulated Submission API, and the exception that carries one.
 
 The OpenAPI file (1.1.3) fixes only the status codes and the ``Error`` shape (``type``, ``title``,
 ``status``, optional ``detail`` and ``instance``). The ``type`` URIs live under :data:`PREFIX`; of the
 names below, ``destination-not-found``, ``destination-state-invalid`` and ``submission-not-found`` are the
 ones the public ``fitconnect`` SDK tests for. The others follow the same pattern and are chosen here.
+
+The documents themselves are built by the product's one problem+json module, :mod:`hub.problems`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-__all__ = ["PREFIX", "PROBLEM_JSON", "Problem", "ProblemType", "install_problem_handlers", "problem_response"]
+from hub import problems
+
+__all__ = ["PREFIX", "Problem", "ProblemType", "install_problem_handlers"]
 
 PREFIX = "https://schema.fitko.de/fit-connect/submission-api/problems/"
-PROBLEM_JSON = "application/problem+json"
 
 
 class ProblemType(Enum):
@@ -52,53 +52,32 @@ class ProblemType(Enum):
         return int(self.value[0])
 
     @property
+    def slug(self) -> str:
+        return str(self.value[1])
+
+    @property
     def uri(self) -> str:
-        return PREFIX + str(self.value[1])
+        return PREFIX + self.slug
 
     @property
     def title(self) -> str:
         return str(self.value[2])
 
 
-class Problem(Exception):
-    """Raised anywhere in the emulator; the app turns it into an ``application/problem+json`` answer."""
+class Problem(problems.Problem):
+    """Raised anywhere in the emulator; answered as an ``application/problem+json`` of type ``kind``."""
 
-    def __init__(self, kind: ProblemType, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{kind.uri}: {detail}")
+    def __init__(self, kind: ProblemType, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(kind.status, kind.slug, kind.title, detail, headers=headers, base=PREFIX)
         self.kind = kind
-        self.detail = detail
-        self.headers = headers
 
 
-def problem_response(kind: ProblemType, detail: str, instance: str | None = None,
-                     headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": detail}
-    if instance:
-        body["instance"] = instance
-    return JSONResponse(body, status_code=kind.status, media_type=PROBLEM_JSON, headers=headers)
-
-
-_BY_STATUS = {404: ProblemType.NOT_FOUND, 405: ProblemType.METHOD_NOT_ALLOWED, 413: ProblemType.PAYLOAD_TOO_LARGE,
-              415: ProblemType.UNSUPPORTED_MEDIA_TYPE, 401: ProblemType.UNAUTHORIZED, 403: ProblemType.FORBIDDEN}
+_BY_STATUS = {kind.status: (kind.slug, kind.title) for kind in (
+    ProblemType.NOT_FOUND, ProblemType.METHOD_NOT_ALLOWED, ProblemType.PAYLOAD_TOO_LARGE,
+    ProblemType.UNSUPPORTED_MEDIA_TYPE, ProblemType.UNAUTHORIZED, ProblemType.FORBIDDEN)}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error leaves as a problem: ours, FastAPI's validation errors (400, as the spec has it), routing errors."""
-
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Problem)
-        return problem_response(exc.kind, exc.detail, request.url.path, exc.headers)
-
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        where = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors())
-        return problem_response(ProblemType.INVALID_REQUEST, where or "invalid request", request.url.path)
-
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        kind = _BY_STATUS.get(exc.status_code, ProblemType.INVALID_REQUEST)
-        return problem_response(kind, str(exc.detail), request.url.path, dict(exc.headers or {}))
-
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
+    invalid = (ProblemType.INVALID_REQUEST.slug, ProblemType.INVALID_REQUEST.title)
+    problems.install(app, base=PREFIX, statuses=_BY_STATUS, other=invalid, invalid=invalid)

@@ -23,7 +23,7 @@ from typing import Any
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from hub.sandbox.fitconnect.problems import Problem, ProblemType
+from sandbox.fitconnect.problem_types import Problem, ProblemType
 
 __all__ = ["ACCEPT", "CREATE", "EVENTS", "REJECT", "SET_SCHEMA", "SUBMIT", "ServerKey", "SubscriberEvent",
            "authentication_tag", "verify_subscriber_set"]

@@ -1,7 +1,7 @@
 """Submissions: the sender's announce, upload and submit; the subscriber's pickup and decision; the event log.
 
 Every status change is a guarded ``UPDATE … WHERE status = <expected>`` checked by
-:func:`hub.sandbox.fitconnect.status.check`, with its event row (a signed SET) in the same transaction.
+:func:`sandbox.fitconnect.status.check`, with its event row (a signed SET) in the same transaction.
 Access rules: a sender sees only its own submissions, a subscriber only those of its destinations.
 """
 
@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.sandbox.fitconnect.callbacks import NEW_EVENTS, NEW_SUBMISSIONS, Callback
-from hub.sandbox.fitconnect.db import Database
-from hub.sandbox.fitconnect.problems import Problem, ProblemType
-from hub.sandbox.fitconnect.sets import (
+from sandbox.fitconnect.callbacks import NEW_EVENTS, NEW_SUBMISSIONS, Callback
+from sandbox.fitconnect.db import Database
+from sandbox.fitconnect.problem_types import Problem, ProblemType
+from sandbox.fitconnect.sets import (
     ACCEPT,
     CREATE,
     REJECT,
@@ -28,10 +28,10 @@ from hub.sandbox.fitconnect.sets import (
     authentication_tag,
     verify_subscriber_set,
 )
-from hub.sandbox.fitconnect.status import DECIDABLE, IllegalTransition, Status, check
+from sandbox.fitconnect.status import DECIDABLE, IllegalTransition, Status, check
 
 if TYPE_CHECKING:
-    from hub.sandbox.fitconnect.emulator import Client, Destination
+    from sandbox.fitconnect.emulator import Client, Destination
 
 __all__ = ["Submissions"]
 
@@ -48,7 +48,7 @@ def page(total: int, offset: int, items: list[Any], key: str) -> dict[str, Any]:
 
 class Submissions:
     """The submission flows over the emulator's database; every method checks the client's role and rights first
-    and raises a :class:`~hub.sandbox.fitconnect.problems.Problem` on refusal."""
+    and raises a :class:`~sandbox.fitconnect.problem_types.Problem` on refusal."""
 
     def __init__(self, db: Database, attachments_dir: Path, server_key: ServerKey,
                  destination: Callable[[str], Destination | None]) -> None:

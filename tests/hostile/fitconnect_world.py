@@ -24,15 +24,15 @@ import pytest
 from jwcrypto import jwe, jwk
 from sqlalchemy import Engine, text
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
-from adapters.fitconnect import client as client_module
+from channels.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import client as client_module
+from channels.fitconnect.intake import Intake
 from hub import store
-from hub.config import HubConfig
 from hub.db import make_engine, normalise_url
-from hub.fitconnect import AnswerBack, FitConnectChannel
-from hub.runtime import answerer, open_engine, serve_in_thread
-from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
 from hub.worker import Worker
+from sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from xhub.config import HubConfig
+from xhub.runtime import make_worker, open_engine, serve_in_thread
 
 LEIKA = "urn:de:fim:leika:leistung:99010003001006"
 METADATA_SCHEMA = "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json"
@@ -180,19 +180,19 @@ class World:
     _closing: list[Callable[[], None]] = field(default_factory=list)
 
     @functools.cached_property
-    def channel(self) -> FitConnectChannel:
-        """A channel polled by the test itself (made on first use: loading RSA-4096 keys takes a while)."""
-        channel = FitConnectChannel(self.config, self.engine)
+    def channel(self) -> Intake:
+        """A channel intake polled by the test itself (made on first use: loading RSA-4096 keys takes a while)."""
+        assert self.config.fitconnect is not None
+        channel = Intake(self.config.fitconnect, self.config, self.engine)
         self._closing.append(channel.close)
         return channel
 
     @functools.cached_property
     def worker(self) -> Worker:
         """A worker run by the test itself (:meth:`drain`), answering through the emulator."""
-        answer = answerer(self.config)
-        assert isinstance(answer, AnswerBack)
-        self._closing.append(answer.client.close)
-        return Worker(self.config, self.engine, answer=answer)
+        worker = make_worker(self.config, self.engine)
+        self._closing.append(worker.channels.close)
+        return worker
 
     def poll(self) -> Any:
         return self.channel.poll_once()
@@ -203,7 +203,7 @@ class World:
 
     def message(self, submission_id: str) -> store.Message | None:
         for m in store.list_messages(self.engine, limit=10_000):
-            if m.fitconnect_submission_id == submission_id:
+            if m.external_id == submission_id:
                 return m
         return None
 
@@ -280,7 +280,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         with serve_in_thread(wrap(create_fitconnect_emulator(emulator))) as url, \
                 database(request, backend, tmp) as db_url:
             # the callback goes nowhere unless a test serves the hub there (its port is in world.extra)
-            from hub.runtime import free_port
+            from xhub.runtime import free_port
 
             port = free_port()
             destination_id = emulator.add_destination(

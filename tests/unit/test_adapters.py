@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 import adapters
-from adapters.base import DeliveryRequest
 from adapters.file import FileAdapter, FileConfig
 from adapters.rest import RestAdapter, RestConfig, classify, retry_after_seconds
 from hub.errors import Permanent, Retriable
+from hub.ports import DeliveryRequest
 
 
 def request(body: bytes = b"<a/>") -> DeliveryRequest:

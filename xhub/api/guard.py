@@ -21,26 +21,14 @@ from __future__ import annotations
 import logging
 import traceback
 
-from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.problems import Problem, database_unavailable, is_database_unavailable
+from hub.problems import Problem, database_unavailable, is_database_unavailable, safe_description
 
-__all__ = ["ErrorGuard", "safe_description"]
+__all__ = ["ErrorGuard"]
 
 log = logging.getLogger(__name__)
-
-
-def safe_description(exc: BaseException) -> str:
-    """``Type: message`` for the log; for database errors the driver's first line only (SQLAlchemy's text
-    carries the statement's parameters, which are message contents)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        first = (str(exc.orig).strip().splitlines() or [""])[0]
-        return f"{type(exc).__name__} ({type(exc.orig).__name__}): {first[:300]}"
-    if isinstance(exc, StatementError):
-        return f"{type(exc).__name__} in a database statement"
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 class ErrorGuard:

@@ -17,53 +17,49 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import problems
-from hub.api.problems import PROBLEM_JSON, Problem
-from hub.config import HubConfig
 from hub.db import ping
-from hub.health import DB_TIMEOUT_SECONDS, Health
+from hub.health import DB_TIMEOUT_SECONDS
+from hub.problems import PROBLEM_JSON, TYPE_PREFIX, Problem
+from xhub.api.deps import State
 
-__all__ = ["health_router"]
+__all__ = ["router"]
 
 #: the whole readiness check: the database probe's timeout, and the file probe, with room to spare
 READY_TIMEOUT_SECONDS = 2 * DB_TIMEOUT_SECONDS + 2
 
+router = APIRouter(tags=["Health"])
 
-def health_router(config: HubConfig, engine: Engine) -> APIRouter:
-    router = APIRouter(tags=["Health"])
-    health = Health(config, engine)
 
-    @router.get("/health")
-    async def legacy() -> JSONResponse:
-        try:
-            await run_in_threadpool(ping, engine)
-        except SQLAlchemyError as exc:
-            return JSONResponse(
-                {"type": problems.TYPE_PREFIX + "unhealthy", "title": "Database not reachable", "status": 503,
-                 "detail": f"the database did not answer: {type(exc).__name__}", "live": True, "database": "down"},
-                status_code=503, media_type=PROBLEM_JSON)
-        return JSONResponse({"status": "ok", "live": True, "database": "ok"})
+@router.get("/health")
+async def legacy(hub: State) -> JSONResponse:
+    try:
+        await run_in_threadpool(ping, hub.engine)
+    except SQLAlchemyError as exc:
+        return JSONResponse(
+            {"type": TYPE_PREFIX + "unhealthy", "title": "Database not reachable", "status": 503,
+             "detail": f"the database did not answer: {type(exc).__name__}", "live": True, "database": "down"},
+            status_code=503, media_type=PROBLEM_JSON)
+    return JSONResponse({"status": "ok", "live": True, "database": "ok"})
 
-    @router.get("/health/live")
-    async def live() -> dict[str, Any]:
-        return {"status": "ok", "live": True}
 
-    @router.get("/health/ready")
-    async def ready(request: Request) -> JSONResponse:
-        loops = getattr(request.app.state, "loops", [])
-        try:
-            components = await asyncio.wait_for(run_in_threadpool(health.ready, loops), READY_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise Problem(503, "not-ready", "Not ready",
-                          f"the readiness check did not finish within {READY_TIMEOUT_SECONDS:g} s") from None
-        body = {name: c.as_json() for name, c in components.items()}
-        degraded = [f"{name}: {c.reason}" for name, c in components.items() if not c.ok]
-        if degraded:
-            raise Problem(503, "not-ready", "Not ready", "; ".join(degraded), components=body)
-        return JSONResponse({"status": "ok", "components": body})
+@router.get("/health/live")
+async def live() -> dict[str, Any]:
+    return {"status": "ok", "live": True}
 
-    return router
+
+@router.get("/health/ready")
+async def ready(request: Request, hub: State) -> JSONResponse:
+    loops = getattr(request.app.state, "loops", [])
+    try:
+        components = await asyncio.wait_for(run_in_threadpool(hub.health.ready, loops), READY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise Problem(503, "not-ready", "Not ready",
+                      f"the readiness check did not finish within {READY_TIMEOUT_SECONDS:g} s") from None
+    body = {name: c.as_json() for name, c in components.items()}
+    degraded = [f"{name}: {c.reason}" for name, c in components.items() if not c.ok]
+    if degraded:
+        raise Problem(503, "not-ready", "Not ready", "; ".join(degraded), components=body)
+    return JSONResponse({"status": "ok", "components": body})

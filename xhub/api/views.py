@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api.problems import TYPE_PREFIX
 from hub.models import Delivery, Event, Message
+from hub.problems import TYPE_PREFIX
 
 __all__ = ["event_json", "links", "message_detail", "message_summary", "sender_detail", "sender_summary"]
 
@@ -51,8 +51,8 @@ def message_detail(message: Message, events: list[Event], deliveries: list[Deliv
         "idempotency_key": message.idempotency_key,
         "sender_reference": message.sender_reference,
         "external_ids": {
-            "fitconnect_submission_id": message.fitconnect_submission_id,
-            "fitconnect_case_id": message.fitconnect_case_id,
+            "external_id": message.external_id,  # the channel's id, e.g. the FIT-Connect submission id
+            "case_id": message.case_id,
             "xoev_message_uuid": message.xoev_message_uuid,
         },
         "content_type": message.content_type,

@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub import migrate
-from hub.config import ConfigError, HubConfig, config_path, load_config
 from hub.db import DatabaseProblem, describe, make_engine
-from hub.rules import RuleHolder, RulesError, RuleSet, load_rules
-from hub.runtime import SchemaOutdated, open_engine
+from hub.routing import RuleHolder, RulesError, RuleSet, load_rules
+from xhub.config import ConfigError, HubConfig, config_path, load_config
+from xhub.runtime import SchemaOutdated, open_engine
 
 __all__ = ["close", "config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
 

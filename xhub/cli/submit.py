@@ -13,15 +13,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
-from adapters.http_support import BEARER_TOKEN, redact_url, transport_problem
 from hub.configfile import FileProblem, read_bytes
+from hub.http_support import BEARER_TOKEN, redact_url, transport_problem
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
+from xhub.cli import common
 
-__all__ = ["SubmitProblem", "Submitter"]
+__all__ = ["SubmitProblem", "Submitter", "submit"]
 
 _ANSWER_LIMITS = JsonLimits(max_bytes=1024 * 1024, max_depth=16, max_string_chars=64 * 1024)
 
@@ -100,3 +102,21 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0][:300]
+
+
+def submit(
+    files: Annotated[list[Path], typer.Argument(help="XML files to submit")],
+    url: Annotated[str, typer.Option(envvar="XHUB_URL", help="the hub's base URL")] = "http://127.0.0.1:8080",
+    token: Annotated[str, typer.Option(envvar="XHUB_TOKEN", help="sender token", show_default=False)] = "",
+    idempotency_key: Annotated[bool, typer.Option(help="send the file's SHA-256 as Idempotency-Key")] = True,
+    max_bytes: Annotated[int, typer.Option(min=1, help="larger files are not sent (the hub's default "
+                                                       "api.max_body_bytes)")] = 10 * 1024 * 1024,
+) -> None:
+    """Send files to a running hub's REST intake. Exit 1 if any was not accepted, 2 if the hub is unreachable."""
+    if not token:
+        common.fail("a sender token is needed (--token or XHUB_TOKEN)")
+    try:
+        failed = Submitter(url, token, max_bytes, idempotency_key).run(files, typer.echo)
+    except SubmitProblem as exc:
+        common.fail(str(exc))
+    raise typer.Exit(1 if failed else 0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import KeyFiles, generate_destination_keys
 
 
 @pytest.fixture(scope="session")

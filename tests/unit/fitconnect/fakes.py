@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from jwcrypto import jwe, jwk, jws
 
-from adapters.fitconnect import DestinationConfig, FitConnectConfig, KeyFiles
+from channels.fitconnect import DestinationConfig, FitConnectConfig, KeyFiles
 
 LEIKA = "urn:de:fim:leika:leistung:99010003001006"
 METADATA_SCHEMA = "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.fitconnect import (
+from channels.fitconnect import (
     ACCEPT,
     REJECT,
     AuthTags,
@@ -20,10 +20,10 @@ from adapters.fitconnect import (
     SubmissionRejected,
     SubscriberClient,
 )
-from adapters.fitconnect.events import accept_set, reject_set
-from adapters.fitconnect.keys import KeyFiles, load_private_key
-from adapters.fitconnect.problems import PROBLEM_BASE, hash_mismatch
-from adapters.fitconnect.token import TokenCache
+from channels.fitconnect.events import accept_set, reject_set
+from channels.fitconnect.keys import KeyFiles, load_private_key
+from channels.fitconnect.reject_reasons import PROBLEM_BASE, hash_mismatch
+from channels.fitconnect.token import TokenCache
 from hub.errors import Deferred, Permanent, Retriable
 
 from .fakes import (

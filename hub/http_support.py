@@ -1,6 +1,7 @@
-"""HTTP pieces the adapters share: the OAuth2 client-credentials token cache and URLs fit for messages.
+"""HTTP client pieces the adapters and channels share: the OAuth2 client-credentials token cache and URLs fit
+for messages.
 
-Statuses are classified in :mod:`adapters.http_status` (``retry_after_seconds`` is re-exported here for
+Statuses are classified in :mod:`hub.http_status` (``retry_after_seconds`` is re-exported here for
 the modules that import it from this one).
 """
 
@@ -16,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from adapters.http_status import raise_for_status, retry_after_seconds
 from hub.errors import Permanent, Retriable
+from hub.http_status import raise_for_status, retry_after_seconds
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = ["BEARER_TOKEN", "TokenCache", "TooLarge", "declared_length", "read_capped", "redact_url",
@@ -63,7 +64,7 @@ class TokenCache:
     ``token(renew=True)`` (after a 401: it may have been revoked). Token endpoint failures are mapped:
     transport errors are :class:`~hub.errors.Retriable`; 400, 401 and 403 are a refusal of the
     credentials (:class:`~hub.errors.Permanent`, with the OAuth2 ``error`` code); every other status
-    follows :mod:`adapters.http_status`. The client secret never appears in an error.
+    follows :mod:`hub.http_status`. The client secret never appears in an error.
     """
 
     def __init__(self, *, token_url: str, client_id: str, client_secret: SecretStr, scope: str | None,
