@@ -14,10 +14,10 @@ Exit codes of ``schemas add``: 0 installed, 2 refused (one line on stderr, nothi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from hub.settings import Settings
@@ -40,15 +40,20 @@ SchemaDirOption = Annotated[
 ]
 
 
+def _default_schema_dir() -> Path:
+    return Settings().schema_dir
+
+
+#: The configured ``schema_dir``: the xhub command line puts its one configuration loader here (the core
+#: cannot import the command line); run alone, the default folder.
+configured_schema_dir: Callable[[], Path] = _default_schema_dir
+
+
 def _schema_dir(option: Path | None) -> Path:
     """``--schema-dir`` when given, else the configured ``schema_dir`` (config errors end the command)."""
     if option is not None:
         return option
-    # The xhub command line hands its one configuration loader down in the context (the core cannot import
-    # the command line); run alone, the default folder.
-    load = click.get_current_context().obj
-    folder: Path = load().schema_dir if callable(load) else Settings().schema_dir
-    return folder
+    return configured_schema_dir()
 
 
 def _text(file: Path, report: Report) -> str:

@@ -156,7 +156,7 @@ OPERATOR_ROUTES = [("GET", "/api/v1/targets"), ("GET", "/api/v1/rules"), ("POST"
 @pytest.mark.parametrize(("method", "path"), OPERATOR_ROUTES, ids=[p for _, p in OPERATOR_ROUTES])
 def test_sender_tokens_cannot_use_operator_routes(hub: LiveHub, method: str, path: str) -> None:
     with hub.client() as c:
-        mine = hub.cli.submit(c).json()["id"]
+        mine = hub.submit(c).json()["id"]
         hub.wait_done(mine)
         before = hub.count()
         r = c.request(method, path.format(id=mine), headers=auth())
@@ -198,7 +198,7 @@ def test_the_bearer_scheme_is_case_insensitive(hub: LiveHub) -> None:
 
 def test_other_senders_messages_are_invisible(hub: LiveHub) -> None:
     with hub.client() as c:
-        mine = hub.cli.submit(c).json()["id"]
+        mine = hub.submit(c).json()["id"]
         assert_problem(c.get(f"/api/v1/messages/{mine}", headers=auth(OTHER_SENDER_TOKEN)), 404,
                        "message-not-found", mine)
         listed = c.get("/api/v1/messages?limit=500", headers=auth(OTHER_SENDER_TOKEN)).json()["items"]
@@ -209,7 +209,7 @@ def test_other_senders_messages_are_invisible(hub: LiveHub) -> None:
 
 def test_list_views(hub: LiveHub) -> None:
     with hub.client() as c:
-        hub.wait_done(hub.cli.submit(c).json()["id"])
+        hub.wait_done(hub.submit(c).json()["id"])
         sender = c.get("/api/v1/messages?status=acknowledged&limit=1", headers=auth()).json()["items"][0]
         operator = c.get("/api/v1/messages?status=acknowledged&limit=1", headers=ops()).json()["items"][0]
     assert set(sender) == {"id", "status", "sender_reference", "standard", "standard_version", "message_type",

@@ -63,7 +63,7 @@ def logs() -> Iterator[list[logging.LogRecord]]:
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger(n) for n in ("hub", "uvicorn", "uvicorn.error")]
+    loggers = [logging.getLogger(n) for n in ("hub", "channels", "adapters", "xhub", "uvicorn", "uvicorn.error")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -76,8 +76,8 @@ def logs() -> Iterator[list[logging.LogRecord]]:
 
 def api_errors(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
     """Errors and tracebacks the API or the server logged (the worker's own reports are not this door's)."""
-    return [r for r in records if r.name.startswith(("xhub.api", "uvicorn")) and (r.levelno >= logging.ERROR
-                                                                                 or r.exc_info)]
+    return [r for r in records if r.name.startswith(("xhub.api", "channels.rest", "uvicorn"))
+            and (r.levelno >= logging.ERROR or r.exc_info)]
 
 
 def no_tracebacks(records: list[logging.LogRecord]) -> None:
@@ -461,7 +461,7 @@ def test_an_unexpected_error_keeps_the_connection(each_hub: LiveHub, monkeypatch
 
 def test_links_come_from_configuration_never_from_the_host_header(hub: LiveHub) -> None:
     with hub.client() as c:
-        r = hub.cli.submit(c, **{"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
+        r = hub.submit(c, **{"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
     assert r.status_code == 202
     assert r.headers["location"] == f"/api/v1/messages/{r.json()['id']}" == r.json()["links"]["self"]
     hub.wait_done(r.json()["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from hub.retry import decide
-from xhub.config import RetryConfig
+from hub.settings import RetryConfig
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from hub.validation import cli as validation_cli
 from hub.validation.cli import schemas_app, validate_command
 from xhub.cli import common
 from xhub.cli.db import db_app
@@ -48,6 +49,7 @@ app.add_typer(fitconnect_app, name="fitconnect")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
 app.command("validate")(validate_command)
+validation_cli.configured_schema_dir = lambda: common.config().schema_dir  # the core cannot import this package
 
 
 def _add_plugins(cli: typer.Typer) -> None:
@@ -87,5 +89,4 @@ def main(
     for noisy in ("alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     common.reset(config)
-    ctx.obj = common.config  # for the commands of hub.validation.cli, which cannot import this package
     ctx.call_on_close(common.close)

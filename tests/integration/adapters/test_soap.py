@@ -16,7 +16,7 @@ from fastapi import FastAPI, Response
 
 from adapters.soap import NOT_MAPPED, SoapAdapter
 from hub.errors import Permanent, Retriable
-from hub.ports import DeliveryRequest
+from hub.ports import AdapterConfigError, DeliveryRequest
 from sandbox.vehicle_registry import WSDL_DIR, create_vehicle_registry
 from tests.support import running
 from tests.tls import make_pki
@@ -284,7 +284,7 @@ def test_an_unreachable_wsdl_url_is_retriable() -> None:
 
 
 def test_config_keeps_secrets_and_pairs() -> None:
-    with pytest.raises(outbound.AdapterConfigError, match="username and password go together"):
+    with pytest.raises(AdapterConfigError, match="username and password go together"):
         outbound.build("kfz", "soap", {"wsdl": "x.wsdl", "operation": "Op", "username": "hub"})
     config = SoapAdapter.Config.model_validate({"wsdl": "x.wsdl", "operation": "Op", "username": "hub",
                                                 "password": PASSWORD})
