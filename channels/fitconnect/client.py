@@ -91,7 +91,7 @@ def _load(destination: DestinationConfig, kind: Purpose) -> PrivateKey:
 
 
 class SubscriberClient:
-    """Thread-safe; one per process. ``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
+    """Thread-safe; one per process. ``transport`` replaces the network (tests record the requests)."""
 
     def __init__(self, config: FitConnectConfig, *, transport: httpx.BaseTransport | None = None,
                  json_limits: JsonLimits = DEFAULT_JSON_LIMITS, xml_max_depth: int = 256) -> None:

@@ -79,7 +79,8 @@ def test_an_unexpected_error_on_one_submission_never_stops_the_poll(fc_both: Wor
             assert report.failed == 1 and report.refused == 0, report
             counted = failures(w, poison.submission_id)
             assert counted is not None and counted[:2] == (attempt, attempt)
-            assert counted[2].startswith(type(fault()).__name__ + " at channels/fitconnect/intake.py:")  # type and place only
+            # type and place only
+            assert counted[2].startswith(type(fault()).__name__ + " at channels/fitconnect/intake.py:")
         report = channel.poll_once()  # the last allowed failure: stored as refused at once
         assert report.refused == 1 and report.failed == 0, report
         w.drain()

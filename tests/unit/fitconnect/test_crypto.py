@@ -12,8 +12,7 @@ import pytest
 
 from channels.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
 from channels.fitconnect.keys import KeyFiles, PrivateKey, load_private_key
-
-from .fakes import encrypt, flip_ciphertext
+from tests.fitconnect_sender import encrypt, flip_ciphertext
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from channels.fitconnect.metadata import (
     parse_metadata,
 )
 from channels.fitconnect.reject_reasons import PROBLEM_BASE
-
-from .fakes import metadata_for
+from tests.fitconnect_sender import metadata_for
 
 ATTACHMENT = "2046f9f1-dc89-4440-9c24-c76a8f40d668"
 
