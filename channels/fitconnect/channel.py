@@ -52,13 +52,15 @@ class FitConnectChannel:
             raise Invalid(f"the submission cannot be processed: {found}", detail={_REASONS: refused})
 
     def accept(self, message: Message) -> str:
+        client = self._client()
         tags = _facts(message)["auth_tags"]
-        self._client().accept(_ref(message), AuthTags(tags["metadata"], tags["data"], tags["attachments"]))
+        client.accept(_ref(message), AuthTags(tags["metadata"], tags["data"], tags["attachments"]))
         return "accept-submission sent"
 
     def reject(self, message: Message, error: HubError, stage: str) -> str:
+        client = self._client()
         reasons = reasons_for(error, stage)
-        self._client().reject(_ref(message), reasons)
+        client.reject(_ref(message), reasons)
         kinds = ", ".join(p.type.removeprefix(reject_reasons.PROBLEM_BASE) for p in reasons)
         return f"reject-submission sent ({kinds})"
 

@@ -27,5 +27,7 @@ class Acknowledge:
             )
         if (message.attributes or {}).get("answered") == "accepted":
             return StageResult(reason="accepted already, after validation (route policy)")
+        answered = ctx.channel.accept(message)
+        # Only once the sender was told: a failed accept must be tried again, not skipped on the retry.
         ctx.facts["attributes"] = {**(message.attributes or {}), "answered": "accepted"}
-        return StageResult(reason=ctx.channel.accept(message), detail={"channel": message.channel})
+        return StageResult(reason=answered, detail={"channel": message.channel})
