@@ -2,17 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
+from tests.fitconnect_keys import keys, other_keys
 
-from channels.fitconnect import KeyFiles, generate_destination_keys
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
-    return generate_destination_keys(tmp_path_factory.mktemp("keys"), name="dest")
-
-
-@pytest.fixture(scope="session")
-def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
-    """A second destination's keys: "the wrong key"."""
-    return generate_destination_keys(tmp_path_factory.mktemp("other"), name="other")
+__all__ = ["keys", "other_keys"]
