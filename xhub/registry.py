@@ -27,8 +27,8 @@ from channels.fitconnect.intake import CHANNEL as FITCONNECT
 from channels.fitconnect.intake import POLLER as FITCONNECT_POLLER
 from channels.fitconnect.intake import Intake, Poller, subscriber_client
 from channels.rest import router as rest_router
-from hub.health import PollerCheck
 from hub.ports import AdapterConfigError, Channels, OutboundAdapter, StatusOnly
+from hub.readiness import PollerCheck
 from hub.settings import TargetConfig
 
 if TYPE_CHECKING:

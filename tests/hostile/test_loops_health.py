@@ -38,9 +38,9 @@ from channels.fitconnect.intake import Intake, Poller, PollReport
 from hub import store
 from hub.db import make_engine
 from hub.errors import Retriable
-from hub.health import STALE_AFTER_SECONDS
 from hub.models import IntakeFailure, LoopHeartbeat, utcnow
 from hub.ports import Channels
+from hub.readiness import STALE_AFTER_SECONDS
 from hub.routing import RuleHolder
 from hub.supervisor import Backoff, Supervisor
 from hub.worker import Worker

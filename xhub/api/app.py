@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from channels.rest.router import Waker
 from hub import problems
-from hub.health import Health
+from hub.readiness import Health
 from hub.routing import RuleHolder
 from xhub import registry
 from xhub.api import health, messages, operations

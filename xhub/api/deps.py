@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from channels.rest.router import Waker
 from hub.auth import Principal
-from hub.health import Health
 from hub.models import Message
 from hub.problems import Problem
+from hub.readiness import Health
 from hub.routing import RuleHolder
 from xhub.config import HubConfig
 

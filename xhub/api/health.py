@@ -1,7 +1,7 @@
 """``/health``, ``/health/live`` and ``/health/ready``.
 
 * ``/health/live``: the process answers (no database, no I/O): for restarts by an orchestrator.
-* ``/health/ready``: every component (:mod:`hub.health`): ``200`` with the detail when all are ``ok``;
+* ``/health/ready``: every component (:mod:`hub.readiness`): ``200`` with the detail when all are ``ok``;
   ``503`` ``application/problem+json`` (type ``…:not-ready``) naming each degraded component, with the
   same ``components`` member. For monitoring, and for routing traffic only to hubs that can process it.
 * ``/health``: kept as it was for existing monitors and load balancers: the process answers and the
@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from hub.db import ping
-from hub.health import DB_TIMEOUT_SECONDS
 from hub.problems import PROBLEM_JSON, TYPE_PREFIX, Problem
+from hub.readiness import DB_TIMEOUT_SECONDS
 from xhub.api.deps import State
 
 __all__ = ["router"]
