@@ -7,7 +7,7 @@ and ``instance`` exactly and should copy ``title``. ``instance`` names the part 
 
 One constructor per check the subscriber makes, so the type URI is written in exactly one place.
 :class:`SubmissionRejected` is an :class:`~hub.errors.Invalid`: the engine records the message as
-rejected and the lead's pipeline answers with :meth:`SubscriberClient.reject` using ``.problems``.
+rejected and the channel answers with :meth:`SubscriberClient.reject` using ``.problems``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
     client_id, client_secret = emu.add_client("sender", destinations=[dest_id])
 
 Modules: :mod:`.emulator` (state, admin, tokens), :mod:`.submissions` (the flows), :mod:`.status` (status
-enum and transitions), :mod:`.sets` (SETs), :mod:`.callbacks`, :mod:`.problems`, :mod:`.app` (HTTP),
+enum and transitions), :mod:`.sets` (SETs), :mod:`.callbacks`, :mod:`.problem_types`, :mod:`.app` (HTTP),
 :mod:`.admin` (``/_admin/``), :mod:`.db` (SQLite). Documentation: ``docs/fitconnect-emulator.md``.
 """
 

@@ -8,7 +8,8 @@
   from disk), ``POST /v1/cases/{caseId}/events`` (a signed SET).
 * ``GET /v1/info``, ``GET /.well-known/jwks.json``; the admin endpoints under ``/_admin/`` (:mod:`.admin`).
 
-Errors are ``application/problem+json`` (:mod:`.problems`); a malformed parameter or body is a 400.
+Errors are ``application/problem+json`` (:mod:`.problem_types`, built by :mod:`hub.problems`); a malformed
+parameter or body is a 400.
 """
 
 from __future__ import annotations
