@@ -18,13 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/xhub demo
 
-## Every test: unit, integration (SQLite and PostgreSQL), reliability.
+## Every test: unit, integration (SQLite and PostgreSQL), reliability, hostile; the import contracts
+## (tests/unit/test_layers.py runs lint-imports).
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub adapters tests scripts
+	$(BIN)/ruff check hub channels adapters xhub sandbox tests scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/intake.py

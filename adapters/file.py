@@ -40,8 +40,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
 from hub.errors import Permanent, Retriable
+from hub.ports import AdapterConfig, DeliveryRequest, DeliveryResult
 
 __all__ = ["RETRIABLE_ERRNOS", "FileAdapter", "FileConfig"]
 

@@ -1,6 +1,6 @@
 """REST adapter (httpx): one request per delivery, with an idempotency key, auth and mutual TLS.
 
-Responses are classified by :func:`classify` with the hub's one status table (:mod:`adapters.http_status`):
+Responses are classified by :func:`classify` with the hub's one status table (:mod:`hub.http_status`):
 2xx is delivered, and so is 409 here (the target already has a case with this idempotency key); 408, 425,
 429 and most 5xx are transient (``Retry-After`` honoured); 3xx (redirects are never followed), 501, 505
 and every other 4xx are permanent. Transport errors (refused, reset, TLS, timeouts) are transient.
@@ -22,10 +22,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
-from adapters.http_status import raise_for_status
-from adapters.http_support import BEARER_TOKEN, TokenCache, redact_url, retry_after_seconds, transport_problem
 from hub.errors import Permanent, Retriable
+from hub.http_status import raise_for_status
+from hub.http_support import BEARER_TOKEN, TokenCache, redact_url, retry_after_seconds, transport_problem
+from hub.ports import AdapterConfig, DeliveryRequest, DeliveryResult
 
 __all__ = ["RestAdapter", "RestConfig", "classify", "retry_after_seconds"]
 

@@ -11,7 +11,7 @@ fault. Here the envelope comes from zeep (schema checks, WS-Addressing, WS-Secur
 (timeouts, mutual TLS), and the answer is classified in :meth:`SoapAdapter._classify` before zeep parses it:
 
 * transport errors and timeouts → :class:`Retriable`;
-* a status the hub's one status table (:mod:`adapters.http_status`) calls retriable (408, 425, 429, 502-504,
+* a status the hub's one status table (:mod:`hub.http_status`) calls retriable (408, 425, 429, 502-504,
   507, 520-527, …) → :class:`Retriable` at once, ``Retry-After`` honoured; except 500, which SOAP 1.1 uses
   for every fault, so that there the fault decides;
 * a SOAP fault → by its code: codes in ``retriable_fault_codes`` (default ``Server`` and ``Receiver``, which
@@ -45,10 +45,10 @@ import zeep.wsse.username
 from lxml import etree
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.base import AdapterConfig, DeliveryRequest, DeliveryResult
-from adapters.http_status import classify_status, raise_for_status
-from adapters.http_support import redact_url, transport_problem
 from hub.errors import HubError, Permanent, Retriable
+from hub.http_status import classify_status, raise_for_status
+from hub.http_support import redact_url, transport_problem
+from hub.ports import AdapterConfig, DeliveryRequest, DeliveryResult
 
 __all__ = ["SoapAdapter", "SoapConfig"]
 

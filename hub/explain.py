@@ -11,9 +11,9 @@ from typing import Any
 
 from lxml import etree
 
-from hub.config import HubConfig
 from hub.mapping import MappingFailed
-from hub.rules import ATTRIBUTE_KEYS, Decision, Facts, RuleSet
+from hub.routing import ATTRIBUTE_KEYS, Decision, Facts, RuleSet
+from hub.settings import Settings
 from hub.validation import Report, ValidationEngine
 from hub.validation.bundles import default_schema_dirs
 from hub.xmlsafe import XmlRejected, parse
@@ -51,7 +51,7 @@ class Explanation:
         return "\n".join(lines)
 
 
-def _facts(config: HubConfig, data: bytes, extra: dict[str, Any]) -> tuple[Facts, Report | None]:
+def _facts(config: Settings, data: bytes, extra: dict[str, Any]) -> tuple[Facts, Report | None]:
     report: Report | None = None
     root: etree._Element | None = None
     try:
@@ -74,7 +74,7 @@ def _facts(config: HubConfig, data: bytes, extra: dict[str, Any]) -> tuple[Facts
     return Facts(**values, attributes=attributes, root=root), report
 
 
-def explain_route(config: HubConfig, rules: RuleSet, data: bytes, extra: dict[str, Any]) -> Explanation:
+def explain_route(config: Settings, rules: RuleSet, data: bytes, extra: dict[str, Any]) -> Explanation:
     facts, report = _facts(config, data, extra)
     result = Explanation(facts, report, rules.decide(facts))
     if result.decision.route is None:

@@ -75,8 +75,10 @@ class Message(Base):
     sender: Mapped[str] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     sender_reference: Mapped[str | None] = mapped_column(String(255))
-    fitconnect_submission_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    fitconnect_case_id: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(
+        String(64), comment="the channel's own id of the message (a submission id); unique per channel"
+    )
+    case_id: Mapped[str | None] = mapped_column(String(64), comment="the channel's case the message belongs to")
     xoev_message_uuid: Mapped[str | None] = mapped_column(String(100), index=True)
     standard: Mapped[str | None] = mapped_column(String(100))
     standard_version: Mapped[str | None] = mapped_column(String(40))
@@ -104,6 +106,7 @@ class Message(Base):
 
     __table_args__ = (
         UniqueConstraint("tenant", "sender", "idempotency_key"),
+        UniqueConstraint("channel", "external_id"),
         Index("ix_messages_due", "status", "next_attempt_at"),
         Index("ix_messages_created_at", "created_at"),
     )
@@ -194,14 +197,14 @@ class TargetSlot(Base):
 
 
 class LoopHeartbeat(Base):
-    """One running background loop (a worker, a FIT-Connect poller) in any process, so that every API
+    """One running background loop (a worker, a channel's poller) in any process, so that every API
     process can report on all of them. Written by the loop at most every few seconds; removed when the loop
     stops cleanly, so a row whose ``beat_at`` is old belongs to a process that died."""
 
     __tablename__ = "loop_heartbeats"
 
     loop_id: Mapped[str] = mapped_column(String(200), primary_key=True, comment="<kind>@<host>:<pid>:<random>")
-    kind: Mapped[str] = mapped_column(String(40), comment="worker | fitconnect-poller")
+    kind: Mapped[str] = mapped_column(String(40), comment="worker | <channel>-poller")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="last item or poll that worked")
@@ -212,16 +215,18 @@ class LoopHeartbeat(Base):
 
 
 class IntakeFailure(Base):
-    """A FIT-Connect submission the poller could not take in yet, with the number of failed attempts.
+    """A message a polling channel could not take in yet, with the number of failed attempts.
 
-    Kept across restarts: after ``fitconnect.max_intake_failures`` unexpected errors the submission is stored
-    as refused (technical-error); transient ones (network, database, our configuration) are only counted."""
+    Kept across restarts (:mod:`hub.intake_failures`): after the channel's limit of unexpected errors the
+    channel stores the message as refused; transient ones (network, database, our configuration) are only
+    counted."""
 
     __tablename__ = "intake_failures"
 
-    submission_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True, comment="the channel's id of the message")
     case_id: Mapped[str] = mapped_column(String(64))
-    destination_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64), comment="where the channel found it (e.g. a destination id)")
     attempts: Mapped[int] = mapped_column(Integer, comment="failed attempts of any kind")
     unexpected: Mapped[int] = mapped_column(Integer, comment="of those, failures that are not transient")
     first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)

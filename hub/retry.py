@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hub.config import RetryConfig
+from hub.settings import RetryConfig
 
 __all__ = ["RetryDecision", "decide"]
 

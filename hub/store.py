@@ -25,10 +25,10 @@ from hub.models import Delivery, Event, Message, MessagePart, utcnow
 from hub.statemachine import Status, record_event
 
 __all__ = [
+    "ExternalIdKnown",
     "IdempotencyConflict",
     "NewMessage",
     "Part",
-    "SubmissionKnown",
     "accept",
     "deliveries",
     "events",
@@ -63,12 +63,13 @@ class NewMessage:
     parts: Sequence[Part]
     idempotency_key: str | None = None
     sender_reference: str | None = None
-    external: dict[str, str] = field(default_factory=dict)  # fitconnect_submission_id, ... (model columns)
+    external_id: str | None = None  # the channel's own id of the message: stored once per channel
+    case_id: str | None = None  # the channel's case, when it has cases
     attributes: dict[str, str] = field(default_factory=dict)  # routing facts known at intake (service, region)
 
 
-class SubmissionKnown(Exception):
-    """A message with this FIT-Connect submission id is already stored (another poller was quicker)."""
+class ExternalIdKnown(Exception):
+    """A message with this external id is already stored for this channel (another poller was quicker)."""
 
 
 class IdempotencyConflict(Exception):
@@ -77,9 +78,6 @@ class IdempotencyConflict(Exception):
     def __init__(self, existing_id: uuid.UUID) -> None:
         super().__init__(f"idempotency key already used for message {existing_id} with a different payload")
         self.existing_id = existing_id
-
-
-_EXTERNAL = {"fitconnect_submission_id", "fitconnect_case_id", "xoev_message_uuid"}
 
 
 def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | None = None) -> tuple[Message, bool]:
@@ -96,9 +94,6 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         raise ValueError("the first part of a message must be its payload, as bytes")
     if blobs is None and any(p.file is not None for p in new.parts):
         raise ValueError("parts given as files need a blob store")
-    unknown = set(new.external) - _EXTERNAL
-    if unknown:
-        raise ValueError(f"unknown external ids: {sorted(unknown)}")
     body = new.parts[0].body
     digest = hashlib.sha256(body).hexdigest()
     if new.idempotency_key is not None:
@@ -123,9 +118,10 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         "attempts": 0,
         "next_attempt_at": now,
         "attributes": new.attributes or None,
+        "external_id": new.external_id,
+        "case_id": new.case_id,
         "created_at": now,
         "updated_at": now,
-        **new.external,
     }
     try:
         with engine.begin() as conn:
@@ -135,10 +131,9 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
                          to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
                          detail={"size": len(body), "sha256": digest, "parts": len(new.parts)}, at=now)
     except IntegrityError:
-        submission = new.external.get("fitconnect_submission_id")
-        if submission is not None and _first(engine, select(Message.id).where(
-                Message.fitconnect_submission_id == submission)) is not None:
-            raise SubmissionKnown(submission) from None
+        if new.external_id is not None and _first(engine, select(Message.id).where(
+                Message.channel == new.channel, Message.external_id == new.external_id)) is not None:
+            raise ExternalIdKnown(new.external_id) from None
         # Two requests with the same key raced; the other one committed first.
         existing = _by_idempotency_key(engine, new) if new.idempotency_key else None
         if existing is None:

@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 #: rows of loops that died without removing them are deleted after this long (they stay visible until then)
 FORGET_AFTER = timedelta(hours=1)
-_PACKAGES = ("hub", "adapters")
+_PACKAGES = ("hub", "channels", "adapters", "xhub")  # the product's own packages
 
 
 def describe(exc: BaseException) -> str:
-    """``"RecursionError at adapters/fitconnect/metadata.py:52"``: the type and the innermost frame of the
+    """``"RecursionError at channels/fitconnect/metadata.py:52"``: the type and the innermost frame of the
     hub's own code (else the innermost frame), never the message."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if set(PurePath(f.filename).parts) & set(_PACKAGES)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,11 +26,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from adapters.base import DeliveryRequest, DeliveryResult, OutboundAdapter
-from hub.config import CircuitConfig, TargetConfig
 from hub.db import is_postgres
 from hub.errors import Deferred, HubError, Retriable
 from hub.models import TargetSlot, TargetState, utcnow
+from hub.ports import DeliveryRequest, DeliveryResult, OutboundAdapter
+from hub.settings import CircuitConfig, TargetConfig
 
 __all__ = ["GuardedAdapter", "Permit", "TargetGate", "target_overview"]
 
@@ -181,7 +182,7 @@ class GuardedAdapter:
             close()
 
 
-def target_overview(engine: Engine, configured: dict[str, TargetConfig]) -> list[dict[str, Any]]:
+def target_overview(engine: Engine, configured: Mapping[str, TargetConfig]) -> list[dict[str, Any]]:
     """Every configured target with its circuit state and slots in use (API and CLI)."""
     now = utcnow()
     with engine.connect() as conn:

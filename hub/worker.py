@@ -34,12 +34,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import queue, store
-from hub.config import HubConfig
 from hub.models import Message, utcnow
-from hub.pipeline.base import Answerer
 from hub.pipeline.runner import LeaseLost, Runner
+from hub.ports import AdapterFactory, Channels
 from hub.retry import decide
-from hub.rules import RuleHolder
+from hub.routing import RuleHolder
+from hub.settings import Settings
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.supervisor import HEARTBEAT_SECONDS, Heartbeats, Supervisor, describe
 
@@ -57,10 +57,11 @@ def worker_id() -> str:
 
 @dataclass
 class Worker:
-    config: HubConfig
+    config: Settings
     engine: Engine
     rules: RuleHolder | None = None  # loaded from the configuration when not given
-    answer: Answerer | None = None  # answers FIT-Connect senders (hub.runtime.answerer)
+    build_adapter: AdapterFactory = field(kw_only=True)  # the composition root wires these two
+    channels: Channels = field(kw_only=True)
     owner: str = field(default_factory=worker_id)
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)  # set by the intake: new work
@@ -69,7 +70,8 @@ class Worker:
     def __post_init__(self) -> None:
         if self.rules is None:
             self.rules = RuleHolder(self.config)
-        self.runner = Runner(self.config, self.engine, self.owner, self.rules, answer=self.answer)
+        self.runner = Runner(self.config, self.engine, self.owner, self.rules, build_adapter=self.build_adapter,
+                             channels=self.channels)
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
         self.supervisor = Supervisor("worker", stop=self.stop, heartbeats=Heartbeats(self.engine),
                                      loop_id=f"worker@{self.owner}")

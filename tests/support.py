@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 
 from hub import store
 from hub.auth import hash_token
-from hub.config import HubConfig
-from hub.runtime import serve_in_thread
+from xhub.config import HubConfig
+from xhub.runtime import serve_in_thread
 
 SENDER_TOKEN = "sender-token-for-tests"
 OTHER_SENDER_TOKEN = "other-sender-token-for-tests"
@@ -115,4 +115,4 @@ def xhub(config: Path, *args: str, log_level: str = "warning") -> list[str]:
     """argv for an ``xhub`` subprocess using this interpreter."""
     import sys
 
-    return [sys.executable, "-m", "hub", "--config", str(config), "--log-level", log_level, *args]
+    return [sys.executable, "-m", "xhub", "--config", str(config), "--log-level", log_level, *args]

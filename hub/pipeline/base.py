@@ -6,6 +6,8 @@ the message moves to when it succeeds, or ``None`` for a check that only leaves 
 :class:`~hub.errors.Permanent` or :class:`~hub.errors.Invalid`; the runner turns them into
 ``retry_wait``, ``dead`` or ``rejected``. Stages never write to the database themselves: what must be
 stored goes back in the :class:`StageResult`, or through the narrow callbacks on :class:`StageContext`.
+What only the message's channel knows (is it processable at all, does its sender expect an answer, the
+answer itself) the stages ask :attr:`StageContext.channel` (:class:`hub.ports.Channel`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from hub.statemachine import Status
 if TYPE_CHECKING:
     from lxml import etree
 
-    from adapters.base import Deliverer, DeliveryResult
-    from hub.config import HubConfig
     from hub.errors import HubError
     from hub.models import Delivery, Message, MessagePart
-    from hub.rules import RuleSet
+    from hub.ports import Channel, Deliverer, DeliveryResult
+    from hub.routing import RuleSet
+    from hub.settings import Settings
 
-__all__ = ["Answerer", "Stage", "StageContext", "StageResult"]
+__all__ = ["Stage", "StageContext", "StageResult"]
 
 
 @dataclass(frozen=True)
@@ -36,27 +38,19 @@ class StageResult:
     deliveries: tuple[tuple[str, str | None], ...] = ()  # (target, mapping) records to create with the transition
 
 
-class Answerer(Protocol):
-    """Answers the sender of a channel that expects a decision (FIT-Connect); returns what it did."""
-
-    def accept(self, message: Message) -> str: ...
-
-    def reject(self, message: Message, error: HubError, stage: str) -> str: ...
-
-
 @dataclass
 class StageContext:
     """Everything a stage may read about one message, plus callbacks for per-target bookkeeping."""
 
     message: Message
-    config: HubConfig
+    config: Settings
     rules: RuleSet  # the rules in force when this run started; a reload does not change them mid-message
     load_parts: Callable[[], list[MessagePart]]
     load_deliveries: Callable[[], list[Delivery]]
     record_delivery: Callable[[Delivery, DeliveryResult | None, HubError | None], None]
     adapter: Callable[[str], Deliverer]
     keep_lease: Callable[[], None]
-    answer: Answerer | None = None  # None: no channel that needs an answer is configured
+    channel: Channel  # the message's channel: what only the protocol knows
     cache: dict[str, Any] = field(default_factory=dict)  # shared between the stages of one run
     facts: dict[str, Any] = field(default_factory=dict)  # message columns learnt; stored with the next transition
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from adapters.base import DeliveryRequest
 from hub.errors import Deferred, HubError, Invalid, Permanent
 from hub.mapping import MappingFailed
 from hub.pipeline.base import StageContext, StageResult
+from hub.ports import DeliveryRequest
 from hub.statemachine import Status
 
 

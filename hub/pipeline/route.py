@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hub.errors import Invalid, Permanent
-from hub.pipeline.acknowledge import NEEDS_ANSWER
 from hub.pipeline.base import StageContext, StageResult
-from hub.rules import Facts
+from hub.routing import Facts
 from hub.statemachine import Status
 
 
@@ -35,8 +34,8 @@ class Route:
             )
         unchecked = " (passed on unchecked, as the route allows)" if m.verdict == "not_checked" else ""
         answered = ""
-        if route.accept_after == "validated" and m.channel in NEEDS_ANSWER and ctx.answer is not None:
-            answered = f"; {ctx.answer.accept(m)} (the route accepts after validation)"
+        if route.accept_after == "validated" and ctx.channel.answers:
+            answered = f"; {ctx.channel.accept(m)} (the route accepts after validation)"
             ctx.facts["attributes"] = {**(m.attributes or {}), "answered": "accepted"}
         targets = [f"{t.target} (mapping {t.mapping})" if t.mapping else t.target for t in route.targets]
         return StageResult(

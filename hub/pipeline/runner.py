@@ -21,17 +21,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-import adapters
-from adapters.base import DeliveryResult
 from hub import queue, store
-from hub.config import HubConfig
 from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
 from hub.models import Delivery, Message, utcnow
 from hub.pipeline import STAGES
-from hub.pipeline.acknowledge import NEEDS_ANSWER
-from hub.pipeline.base import Answerer, Stage, StageContext
+from hub.pipeline.base import Stage, StageContext
+from hub.ports import AdapterConfigError, AdapterFactory, Channels, DeliveryResult
 from hub.retry import decide
-from hub.rules import RuleHolder, RuleSet
+from hub.routing import RuleHolder, RuleSet
+from hub.settings import Settings
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.targets import GuardedAdapter, TargetGate
 
@@ -45,10 +43,11 @@ class LeaseLost(RuntimeError):
 
 
 class Runner:
-    def __init__(self, config: HubConfig, engine: Engine, owner: str, rules: RuleHolder,
-                 stages: tuple[Stage, ...] = STAGES, answer: Answerer | None = None) -> None:
+    def __init__(self, config: Settings, engine: Engine, owner: str, rules: RuleHolder, *,
+                 build_adapter: AdapterFactory, channels: Channels, stages: tuple[Stage, ...] = STAGES) -> None:
         self.config = config
-        self.answer = answer
+        self.build_adapter = build_adapter  # the composition root's registry (xhub.registry)
+        self.channels = channels
         self.engine = engine
         self.owner = owner
         self.rules = rules
@@ -67,8 +66,8 @@ class Runner:
             if cfg is None:
                 raise Permanent(f"target {target!r} is not configured")
             try:
-                adapter = adapters.build(target, cfg.adapter, cfg.adapter_settings())
-            except adapters.AdapterConfigError as exc:
+                adapter = self.build_adapter(target, cfg)
+            except AdapterConfigError as exc:
                 raise Permanent(str(exc)) from None
             self._adapters[target] = GuardedAdapter(self.gate, target, cfg, adapter)
         return self._adapters[target]
@@ -156,12 +155,11 @@ class Runner:
     def _fail(self, message: Message, status: Status, stage: str, exc: HubError) -> Status:
         detail: dict[str, Any] = {"stage": stage, "error": type(exc).__name__, **exc.detail}
         reason = f"{stage}: {exc}"
-        if isinstance(exc, Invalid) and message.channel in NEEDS_ANSWER and stage != "answer":
+        channel = self.channels[message.channel]
+        if isinstance(exc, Invalid) and channel.answers and stage != "answer":
             # The sender must hear it before the message is closed; a failure to tell it is retried.
             try:
-                if self.answer is None:
-                    raise Permanent(f"channel {message.channel} needs an answer, but it is not configured")
-                reason = f"{reason}; {self.answer.reject(message, exc, stage)}"
+                reason = f"{reason}; {channel.reject(message, exc, stage)}"
             except HubError as answer_failed:
                 return self._fail(message, status, "answer", answer_failed)
         if isinstance(exc, Invalid):
@@ -253,7 +251,7 @@ class Runner:
         self._facts = {}
         self._notes = []
         return StageContext(
-            answer=self.answer,
+            channel=self.channels[message.channel],
             rules=self._rules,
             facts=self._facts,
             message=message,

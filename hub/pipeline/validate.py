@@ -56,7 +56,7 @@ class Validate:
             return StageResult(reason="not XML; no schema check", detail={"verdict": "not_checked"})
         report = ValidationEngine.shared(default_schema_dirs(ctx.config.schema_dir)).validate_root(root)
         facts = _facts(report)
-        # What an intake channel already knew (e.g. FIT-Connect metadata) wins over the header.
+        # What the intake channel already knew (from its own metadata or headers) wins over the XÖV header.
         facts["attributes"] = {**facts["attributes"], **(ctx.message.attributes or {})}
         ctx.facts.update(facts)
         detail = {"report": report.to_dict()}

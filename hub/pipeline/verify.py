@@ -1,4 +1,8 @@
-"""verify: the stored bytes are intact and parse safely. Runs in ``received``; leaves a note."""
+"""verify: the channel can process the message, the stored bytes are intact and parse safely.
+
+Runs in ``received``; leaves a note. A message its channel stored only to have it rejected (it found at
+intake that it can never be processed) is rejected here, with the channel's reasons.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,7 @@ class Verify:
     produces: ClassVar[Status | None] = None
 
     def run(self, ctx: StageContext) -> StageResult:
-        refused = ((ctx.message.attributes or {}).get("fitconnect") or {}).get("refused")
-        if refused:  # the FIT-Connect intake stored it only so that it is rejected from here, with its problems
-            found = "; ".join(f"{p['type'].rsplit('/', 1)[-1]} ({p['instance']}): {p['detail']}" for p in refused)
-            raise Invalid(f"the submission cannot be processed: {found}", detail={"fitconnect_problems": refused})
+        ctx.channel.verify(ctx.message)
         body = ctx.payload()
         digest = hashlib.sha256(body).hexdigest()
         if digest != ctx.message.payload_sha256:

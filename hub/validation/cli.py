@@ -1,6 +1,6 @@
 """Typer commands: ``xhub validate PATH…`` and ``xhub schemas add|list``.
 
-Mounted by ``hub/cli.py`` (``app.command("validate")(validate_command)``,
+Mounted by ``xhub/cli/__init__.py`` (``app.command("validate")(validate_command)``,
 ``app.add_typer(schemas_app, name="schemas")``); runnable alone as ``python -m hub.validation.cli``.
 Works without a running hub or database. Without ``--schema-dir`` the commands use the configured
 ``schema_dir`` (``--config``, ``XHUB_CONFIG`` or ``./hub.toml``, as every ``xhub`` command), the same
@@ -14,11 +14,13 @@ Exit codes of ``schemas add``: 0 installed, 2 refused (one line on stderr, nothi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hub.settings import Settings
 from hub.validation.bundles import default_schema_dirs
 from hub.validation.engine import ValidationEngine
 from hub.validation.install import install_bundle
@@ -38,13 +40,20 @@ SchemaDirOption = Annotated[
 ]
 
 
+def _default_schema_dir() -> Path:
+    return Settings().schema_dir
+
+
+#: The configured ``schema_dir``: the xhub command line puts its one configuration loader here (the core
+#: cannot import the command line); run alone, the default folder.
+configured_schema_dir: Callable[[], Path] = _default_schema_dir
+
+
 def _schema_dir(option: Path | None) -> Path:
     """``--schema-dir`` when given, else the configured ``schema_dir`` (config errors end the command)."""
     if option is not None:
         return option
-    from hub.cli_common import config  # the one configuration loader of every xhub command (imported lazily)
-
-    return config().schema_dir
+    return configured_schema_dir()
 
 
 def _text(file: Path, report: Report) -> str:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hub.db import normalise_url  # noqa: E402
-from hub.runtime import free_port  # noqa: E402, F401  (re-exported for the benchmarks)
+from xhub.runtime import free_port  # noqa: E402, F401  (re-exported for the benchmarks)
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -34,7 +34,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 def xhub(config: Path | None, *args: str) -> list[str]:
     """argv for an ``xhub`` process with this interpreter."""
-    head = [sys.executable, "-m", "hub", "--log-level", "warning"]
+    head = [sys.executable, "-m", "xhub", "--log-level", "warning"]
     return [*head, "--config", str(config), *args] if config else [*head, *args]
 
 

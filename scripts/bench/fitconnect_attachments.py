@@ -2,7 +2,7 @@
 
 For each size (default 100 MB and 500 MB) this script generates a pseudo-random attachment, encrypts it
 to a compact JWE file (RSA-OAEP-256 / A256GCM, streamed, as a sender would), then decrypts it through
-``adapters.fitconnect.crypto.decrypt_file`` in a fresh subprocess, which reports its peak RSS
+``channels.fitconnect.crypto.decrypt_file`` in a fresh subprocess, which reports its peak RSS
 (``resource.getrusage``) before and after, and the time taken. The plaintext is checked by SHA-512.
 Nothing is kept: the files live in a temporary directory (``--workdir``) and are removed.
 
@@ -59,7 +59,7 @@ def encrypt_file(src: Path, dst: Path, public_jwk: dict[str, Any]) -> None:
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    from adapters.fitconnect.keys import public_key_from_jwk
+    from channels.fitconnect.keys import public_key_from_jwk
 
     header = b64u(json.dumps({"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": public_jwk["kid"],
                               "cty": "application/pdf"}).encode())
@@ -81,8 +81,8 @@ def encrypt_file(src: Path, dst: Path, public_jwk: dict[str, Any]) -> None:
 
 def child(jwe: Path, out: Path, key: Path) -> None:
     """Runs in the subprocess: decrypt and report."""
-    from adapters.fitconnect.crypto import decrypt_file
-    from adapters.fitconnect.keys import load_private_key
+    from channels.fitconnect.crypto import decrypt_file
+    from channels.fitconnect.keys import load_private_key
 
     private = load_private_key(key, "encryption", where=str(key))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -103,7 +103,7 @@ def main() -> None:
     if args.child:
         child(*(Path(a) for a in args.child))
         return
-    from adapters.fitconnect import generate_destination_keys
+    from channels.fitconnect import generate_destination_keys
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="fitconnect-bench-", dir=args.workdir) as tmp:

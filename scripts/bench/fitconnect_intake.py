@@ -33,17 +33,17 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, free_port, report, wait_http, xhub
 
-from adapters.fitconnect import generate_destination_keys
+from channels.fitconnect import generate_destination_keys
 from hub import migrate
 from hub.db import make_engine
 from hub.models import Event, Message
 
 LEIKA = "urn:de:fim:leika:leistung:99036012104000"
 JSON_SCHEMA = {"schemaUri": "urn:xoev-hub:sandbox:any-json-schema", "mimeType": "application/json"}
-SAMPLE = json.loads((ROOT / "hub/demo/samples/kfz-zulassung.json").read_text())
+SAMPLE = json.loads((ROOT / "sandbox/demo/samples/kfz-zulassung.json").read_text())
 # The poller's own peak: VmHWM of its address space. (ru_maxrss would be wrong here: Linux carries it across
 # exec, so a child would report the benchmark driver's peak at fork time, the driver holding the attachment.)
-PEAK_RSS = ("import sys\nfrom hub.cli import app\ntry:\n    app(sys.argv[1:], prog_name='xhub')\n"
+PEAK_RSS = ("import sys\nfrom xhub.cli import app\ntry:\n    app(sys.argv[1:], prog_name='xhub')\n"
             "except SystemExit as exit:\n    code = exit.code\n"
             "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
             "print('PEAK_RSS_KB', hwm, file=sys.stderr)\nsys.exit(code or 0)\n")

@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.base import DeliveryRequest, OutboundAdapter
 from adapters.rest import RestAdapter, RestConfig
 from adapters.soap import SoapAdapter, SoapConfig
 from hub.errors import HubError, Permanent, Retriable
-from hub.runtime import serve_in_thread
-from hub.sandbox.recorder import create_recorder
-from hub.sandbox.vehicle_registry import create_vehicle_registry
+from hub.ports import DeliveryRequest, OutboundAdapter
+from sandbox.recorder import create_recorder
+from sandbox.vehicle_registry import create_vehicle_registry
+from xhub.runtime import serve_in_thread
 
 
 @dataclass

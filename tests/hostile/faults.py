@@ -11,9 +11,9 @@ from typing import Any
 
 from jwcrypto.common import JWException
 
-from adapters.fitconnect import SubmissionRef, SubscriberClient
+from channels.fitconnect import SubmissionRef, SubscriberClient
+from channels.fitconnect.intake import Intake
 from hub.errors import HubError
-from hub.fitconnect import FitConnectChannel
 from hub.models import Message
 from tests.hostile.fitconnect_world import World
 
@@ -52,18 +52,28 @@ class Faulty(SubscriberClient):
         return super().fetch(ref, workdir)
 
 
-def faulty_channel(w: World, fault: Callable[[], BaseException]) -> tuple[FitConnectChannel, Faulty]:
+def faulty_channel(w: World, fault: Callable[[], BaseException]) -> tuple[Intake, Faulty]:
     fc = w.config.fitconnect
     assert fc is not None
     client = Faulty(fc, fault, json_limits=w.config.limits.json_limits(fc.max_data_bytes))
-    return FitConnectChannel(w.config, w.engine, client), client
+    return Intake(fc, w.config, w.engine, client), client
 
 
 class FaultyAnswer:
-    """Answers like a delivery service that is fine, except that rejecting raises what nobody expected."""
+    """A channel (:class:`hub.ports.Channel`) that answers like a delivery service that is fine, except that
+    rejecting raises what nobody expected."""
+
+    name = "fitconnect"
+    answers = True
 
     def __init__(self, fault: Callable[[], BaseException]) -> None:
         self.fault = fault
+
+    def verify(self, message: Message) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
     def accept(self, message: Message) -> str:
         return "accepted"

@@ -8,9 +8,7 @@ session (RSA-4096 generation is the slow part).
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,28 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from jwcrypto import jwe, jwk
+from jwcrypto import jwk
 from sqlalchemy import Engine, text
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
-from adapters.fitconnect import client as client_module
+from channels.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import client as client_module
+from channels.fitconnect.intake import Intake
 from hub import store
-from hub.config import HubConfig
 from hub.db import make_engine, normalise_url
-from hub.fitconnect import AnswerBack, FitConnectChannel
-from hub.runtime import answerer, open_engine, serve_in_thread
-from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
 from hub.worker import Worker
+from sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from tests.fitconnect_sender import (  # noqa: F401  (the hostile tests import them from here)
+    GOOD_DATA,
+    JSON_SCHEMA,
+    LEIKA,
+    XML_SCHEMA,
+    Sender,
+    Sent,
+    b64u,
+    metadata_for,
+)
+from xhub.config import HubConfig
+from xhub.runtime import make_worker, open_engine, serve_in_thread
 
-LEIKA = "urn:de:fim:leika:leistung:99010003001006"
-METADATA_SCHEMA = "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json"
-JSON_SCHEMA = {"schemaUri": "urn:xoev-hub:sandbox:any-json-schema", "mimeType": "application/json"}
-XML_SCHEMA = {"schemaUri": "urn:xoev-hub:sandbox:any-xml-schema", "mimeType": "application/xml"}
-EVENTS = "https://schema.fitko.de/fit-connect/events/"
 CALLBACK_SECRET = "hostile-callback-secret-of-at-least-32-characters"
-GOOD_DATA = b'{"antrag": {"name": "Erika Mustermann", "ort": "Memmingen"}}'
 
 #: small limits, so that every limit can be crossed cheaply
 FC_LIMITS = {"max_metadata_bytes": 64 * 1024, "max_data_bytes": 256 * 1024, "max_attachment_bytes": 64 * 1024,
@@ -75,97 +76,6 @@ def destination_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyFiles
     return _keys["keys"]
 
 
-def sha512(raw: bytes) -> str:
-    return hashlib.sha512(raw).hexdigest()
-
-
-def b64u(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def metadata_for(data: bytes, attachments: dict[str, bytes] | None = None, *,
-                 schema: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"$schema": METADATA_SCHEMA, **extra, "contentStructure": {
-        "data": {"hash": {"type": "sha512", "content": sha512(data)}, "submissionSchema": schema or JSON_SCHEMA},
-        "attachments": [{"attachmentId": a, "hash": {"type": "sha512", "content": sha512(raw)},
-                         "mimeType": "application/pdf", "purpose": "attachment", "filename": f"{i}.pdf"}
-                        for i, (a, raw) in enumerate((attachments or {}).items())]}}
-
-
-@dataclass
-class Sender:
-    """An online service talking to the emulator over HTTP, able to send what no real SDK would."""
-
-    url: str
-    credentials: tuple[str, str]
-    destination_id: str
-    public_key: dict[str, Any]
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
-    _token: str | None = None
-
-    def token(self) -> str:
-        if self._token is None:
-            r = self.http.post(f"{self.url}/token", data={"grant_type": "client_credentials",
-                                                      "client_id": self.credentials[0],
-                                                      "client_secret": self.credentials[1]})
-            r.raise_for_status()
-            self._token = str(r.json()["access_token"])
-        return self._token
-
-    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
-        r = self.http.request(method, f"{self.url}/v1{path}", headers=headers, **kw)
-        assert r.is_success, (path, r.status_code, r.text[:500])
-        return r
-
-    def encrypt(self, plaintext: bytes, **header: Any) -> str:
-        protected = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": self.public_key["kid"],
-                     "cty": "application/json", **header}
-        token = jwe.JWE(plaintext, protected=json.dumps(protected))
-        token.add_recipient(jwk.JWK(**self.public_key))
-        return str(token.serialize(compact=True))
-
-    def send(self, *, metadata: bytes | str | None = None, data: bytes | str | None = b"",
-             attachments: dict[str, str] | None = None, metadata_plain: dict[str, Any] | None = None) -> Sent:
-        """Announce, upload ``attachments`` (id → compact JWE), submit. ``metadata``/``data``: plaintext bytes
-        (encrypted here) or a ready compact string; ``data=None`` sends none."""
-        attachments = attachments or {}
-        created = self._call("POST", "/submissions", json={
-            "destinationId": self.destination_id, "announcedAttachments": list(attachments),
-            "serviceType": {"name": "Antrag", "identifier": LEIKA}}).json()
-        for attachment_id, token in attachments.items():
-            self._call("PUT", f"/submissions/{created['submissionId']}/attachments/{attachment_id}",
-                       content=token, headers={"Content-Type": "application/jose"})
-        if metadata is None:
-            metadata = json.dumps(metadata_plain or metadata_for(data if isinstance(data, bytes) else b"")).encode()
-        body = {"encryptedMetadata": metadata if isinstance(metadata, str) else self.encrypt(metadata),
-                "encryptedData": data if isinstance(data, str) or data is None else self.encrypt(data)}
-        self._call("PUT", f"/submissions/{created['submissionId']}", json=body)
-        return Sent(created["submissionId"], created["caseId"])
-
-    def good(self) -> Sent:
-        return self.send(data=GOOD_DATA)
-
-    def decisions(self, case_id: str) -> list[tuple[str, list[tuple[str, str]]]]:
-        """The case's accept/reject events: (name, [(problem type, instance), ...])."""
-        log = self._call("GET", f"/cases/{case_id}/events").json()["eventLog"]
-        found = []
-        for token in log:
-            claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-            for event, payload in claims["events"].items():
-                name = event.removeprefix(EVENTS)
-                if name in ("accept-submission", "reject-submission"):
-                    problems = [(p["type"].rsplit("/", 1)[-1], p["instance"]) for p in payload.get("problems", [])]
-                    found.append((name, problems))
-        return found
-
-
-@dataclass(frozen=True)
-class Sent:
-    submission_id: str
-    case_id: str
-
-
 @dataclass
 class World:
     emulator: Emulator
@@ -180,19 +90,19 @@ class World:
     _closing: list[Callable[[], None]] = field(default_factory=list)
 
     @functools.cached_property
-    def channel(self) -> FitConnectChannel:
-        """A channel polled by the test itself (made on first use: loading RSA-4096 keys takes a while)."""
-        channel = FitConnectChannel(self.config, self.engine)
+    def channel(self) -> Intake:
+        """A channel intake polled by the test itself (made on first use: loading RSA-4096 keys takes a while)."""
+        assert self.config.fitconnect is not None
+        channel = Intake(self.config.fitconnect, self.config, self.engine)
         self._closing.append(channel.close)
         return channel
 
     @functools.cached_property
     def worker(self) -> Worker:
         """A worker run by the test itself (:meth:`drain`), answering through the emulator."""
-        answer = answerer(self.config)
-        assert isinstance(answer, AnswerBack)
-        self._closing.append(answer.client.close)
-        return Worker(self.config, self.engine, answer=answer)
+        worker = make_worker(self.config, self.engine)
+        self._closing.append(worker.channels.close)
+        return worker
 
     def poll(self) -> Any:
         return self.channel.poll_once()
@@ -203,7 +113,7 @@ class World:
 
     def message(self, submission_id: str) -> store.Message | None:
         for m in store.list_messages(self.engine, limit=10_000):
-            if m.fitconnect_submission_id == submission_id:
+            if m.external_id == submission_id:
                 return m
         return None
 
@@ -280,7 +190,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         with serve_in_thread(wrap(create_fitconnect_emulator(emulator))) as url, \
                 database(request, backend, tmp) as db_url:
             # the callback goes nowhere unless a test serves the hub there (its port is in world.extra)
-            from hub.runtime import free_port
+            from xhub.runtime import free_port
 
             port = free_port()
             destination_id = emulator.add_destination(

@@ -24,12 +24,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, text
 
 from hub import store
-from hub.config import HubConfig
 from hub.db import make_engine, normalise_url
 from hub.models import Message, MessagePart
-from hub.runtime import build_app
 from tests.conftest import PG_URL, TEMPLATE
 from tests.support import SENDER_TOKEN, XBAU_VALID, hub_config, running, wait_for
+from xhub.config import HubConfig
+from xhub.runtime import build_app
 
 XML = {"Content-Type": "application/xml"}
 DONE = {"acknowledged", "rejected", "dead"}

@@ -32,18 +32,18 @@ from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 from sqlalchemy import Engine, update
 
-import adapters
-from adapters.base import DeliveryRequest
 from adapters.file import RETRIABLE_ERRNOS, FileAdapter, FileConfig
-from adapters.http_status import RETRIABLE, RETRY_AFTER_CAP_SECONDS, Outcome, classify_status, retry_after_seconds
-from adapters.http_support import TokenCache
 from hub import store
 from hub.errors import HubError, Permanent, Retriable
+from hub.http_status import RETRIABLE, RETRY_AFTER_CAP_SECONDS, Outcome, classify_status, retry_after_seconds
+from hub.http_support import TokenCache
 from hub.models import Message, TargetState, utcnow
-from hub.sandbox.vehicle_registry import WSDL_DIR
+from hub.ports import DeliveryRequest
 from hub.targets import target_overview
-from hub.worker import Worker
+from sandbox.vehicle_registry import WSDL_DIR
 from tests.support import accept_many, hub_config, running
+from xhub import registry
+from xhub.runtime import make_worker
 
 # The table, row by row: status → outcome (what the module docstring and docs/security/config.md say).
 TABLE: dict[int, Outcome] = {
@@ -110,7 +110,7 @@ def outcome_of(call: Any) -> tuple[Outcome, HubError | None]:
 
 @contextmanager
 def rest(url: str, **settings: Any) -> Iterator[Any]:
-    adapter = adapters.build("t", "rest", {"url": url, "timeout_seconds": 5, **settings})
+    adapter = registry.build("t", "rest", {"url": url, "timeout_seconds": 5, **settings})
     try:
         yield adapter
     finally:
@@ -139,7 +139,7 @@ def test_rest_follows_the_table(server: str, status: int) -> None:
 
 @pytest.mark.parametrize("status", [200, 202, 302, 400, 404, 408, 429, 500, 501, 502, 503, 505, 507, 511, 521, 599])
 def test_soap_follows_the_table_for_answers_without_an_envelope(server: str, status: int) -> None:
-    adapter = adapters.build("kfz", "soap", {"wsdl": str(WSDL_DIR / "vehicle-registry.wsdl"),
+    adapter = registry.build("kfz", "soap", {"wsdl": str(WSDL_DIR / "vehicle-registry.wsdl"),
                                              "operation": "RegisterVehicle", "endpoint": f"{server}/s/{status}"})
     body = json.dumps({"Owner": {"FamilyName": "M", "GivenName": "E", "BirthDate": "1964-08-12",
                                  "Address": {"Street": "S", "HouseNumber": "1", "PostalCode": "87700",
@@ -342,7 +342,7 @@ def test_a_full_disk_opens_the_breaker_and_the_messages_wait(engine: Engine, db_
             "adapter": "file", "directory": str(mnt), "circuit": {"failure_threshold": 2, "cooldown_seconds": 600}}},
             routes=[{"name": "all", "targets": ["drop"]}])
         ids = accept_many(engine, 3)
-        Worker(config, engine).run(max_messages=3)
+        make_worker(config, engine).run(max_messages=3)
         (state,) = target_overview(engine, config.targets)
         assert state["circuit"] == "open" and "ENOSPC" in state["last_error"]
         assert {store.get(engine, m).status for m in ids} == {"retry_wait"}  # type: ignore[union-attr]
@@ -352,7 +352,7 @@ def test_a_full_disk_opens_the_breaker_and_the_messages_wait(engine: Engine, db_
         with engine.begin() as conn:
             conn.execute(update(TargetState).values(open_until=utcnow()))
             conn.execute(update(Message).values(next_attempt_at=utcnow()))
-        Worker(config, engine).run(exit_when_idle=True)
+        make_worker(config, engine).run(exit_when_idle=True)
         assert {store.get(engine, m).status for m in ids} == {"acknowledged"}  # type: ignore[union-attr]
         assert sorted(p.name for p in mnt.iterdir()) == sorted(f"xhub-{m}-drop.xml" for m in ids)
     shutil.rmtree(tmp_path / "mnt", ignore_errors=True)

@@ -301,7 +301,7 @@ def test_schema_dir_without_write_permission_is_refused(site: Site, tmp_path: Pa
 
 
 def _xhub(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", "--config", str(config), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "xhub", "--config", str(config), *args], capture_output=True,
                           text=True, timeout=120, cwd=ROOT, check=False)
 
 

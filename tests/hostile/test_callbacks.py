@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from adapters.fitconnect import callback_signature
+from channels.fitconnect import callback_signature
 from hub import store
-from hub.runtime import build_app, serve_in_thread
 from tests.hostile.fitconnect_world import CALLBACK_SECRET, World, world
 from tests.support import wait_for
+from xhub.runtime import build_app, serve_in_thread
 
 pytestmark = pytest.mark.slow
 

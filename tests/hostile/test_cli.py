@@ -29,10 +29,10 @@ from fastapi import FastAPI, Request, Response
 from typer.testing import CliRunner
 
 from hub import migrate
-from hub.api.app import create_app
-from hub.cli import app
 from hub.db import make_engine
 from tests.support import SENDER_TOKEN, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
+from xhub.cli import app
 
 PASSWORD = "S3cretPW-42"
 runner = CliRunner()
@@ -54,7 +54,7 @@ def process(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     """``xhub`` as a real process."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("XHUB_CONFIG", None)
-    done = subprocess.run([sys.executable, "-m", "hub", "--log-level", "error", *args], cwd=cwd, env=full_env,
+    done = subprocess.run([sys.executable, "-m", "xhub", "--log-level", "error", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=60)
     assert "Traceback" not in done.stderr, done.stderr
     return done

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli import app
-from hub.config import ConfigError, HubConfig, load_config
 from hub.configfile import FileProblem, read_secret
-from hub.rules import RulesError, load_rules
+from hub.routing import RulesError, load_rules
+from xhub.cli import app
+from xhub.config import ConfigError, HubConfig, load_config
 
 GOOD = """\
 rules_dir = "{rules}"
@@ -359,7 +359,7 @@ def test_a_routes_file_in_the_rules_folder(tmp_path: Path, routes: str | bytes, 
 ])
 def test_the_cli_says_it_in_one_line_per_problem_and_exit_2(tmp_path: Path, text: str, expected: str) -> None:
     bad = write(tmp_path, text)
-    result = subprocess.run([sys.executable, "-m", "hub", "-c", str(bad), "targets"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "xhub", "-c", str(bad), "targets"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "var").exists()

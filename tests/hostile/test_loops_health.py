@@ -34,20 +34,21 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
+from channels.fitconnect.intake import Intake, Poller, PollReport
 from hub import store
 from hub.db import make_engine
 from hub.errors import Retriable
-from hub.fitconnect import FitConnectChannel, Poller, PollReport
-from hub.health import STALE_AFTER_SECONDS
 from hub.models import IntakeFailure, LoopHeartbeat, utcnow
-from hub.pipeline.base import Answerer
-from hub.rules import RuleHolder
-from hub.runtime import Reloader, build_app, serve_in_thread
+from hub.ports import Channels
+from hub.readiness import STALE_AFTER_SECONDS
+from hub.routing import RuleHolder
 from hub.supervisor import Backoff, Supervisor
 from hub.worker import Worker
 from tests.hostile.faults import UNEXPECTED, FaultyAnswer, Stall, faulty_channel
 from tests.hostile.fitconnect_world import GOOD_DATA, World, world, world_fixtures
 from tests.support import SENDER_TOKEN, XBAU_VALID, accept_many, hub_config, wait_for, write_config, xhub
+from xhub import registry
+from xhub.runtime import Reloader, build_app, make_worker, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ fc, fc_pg, fc_both = world_fixtures("fc", "fc_pg", "fc_both")
 def failures(w: World, submission_id: str) -> tuple[int, int, str] | None:
     with w.engine.connect() as conn:
         row = conn.execute(select(IntakeFailure.attempts, IntakeFailure.unexpected, IntakeFailure.last_error)
-                           .where(IntakeFailure.submission_id == submission_id)).first()
+                           .where(IntakeFailure.external_id == submission_id)).first()
     return None if row is None else (row[0], row[1], row[2])
 
 
@@ -78,7 +79,8 @@ def test_an_unexpected_error_on_one_submission_never_stops_the_poll(fc_both: Wor
             assert report.failed == 1 and report.refused == 0, report
             counted = failures(w, poison.submission_id)
             assert counted is not None and counted[:2] == (attempt, attempt)
-            assert counted[2].startswith(type(fault()).__name__ + " at hub/fitconnect.py:")  # type and place only
+            # type and place only
+            assert counted[2].startswith(type(fault()).__name__ + " at channels/fitconnect/intake.py:")
         report = channel.poll_once()  # the last allowed failure: stored as refused at once
         assert report.refused == 1 and report.failed == 0, report
         w.drain()
@@ -168,7 +170,7 @@ def test_a_listing_that_raises_is_one_failed_poll(fc: World) -> None:
 
 
 def test_a_poll_that_dies_outright_is_restarted_and_counted(fc: World) -> None:
-    class Exploding(FitConnectChannel):
+    class Exploding(Intake):
         exploded = False
 
         def poll_once(self, loop: Supervisor | None = None) -> PollReport:
@@ -177,7 +179,8 @@ def test_a_poll_that_dies_outright_is_restarted_and_counted(fc: World) -> None:
                 raise RuntimeError("the poll itself")
             return super().poll_once(loop)
 
-    channel = Exploding(fc.config, fc.engine)
+    assert fc.config.fitconnect is not None
+    channel = Exploding(fc.config.fitconnect, fc.config, fc.engine)
     poller = Poller(channel, 0.05)
     poller.supervisor.backoff = Backoff(initial=0.05)
     poller.start()
@@ -235,10 +238,9 @@ def poison_message(engine: Engine) -> Any:
 def test_the_worker_records_an_unexpected_error_on_the_message_and_goes_on(
         db_url: str, engine: Engine, tmp_path: Path, fault: Callable[[], BaseException]) -> None:
     config = hub_config(db_url, tmp_path)
-    answer: Answerer = FaultyAnswer(fault)
     poison = poison_message(engine)
     good = accept_many(engine, 2)
-    worker = Worker(config, engine, answer=answer)
+    worker = make_worker(config, engine, channels=Channels([FaultyAnswer(fault)]))
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -264,7 +266,7 @@ def test_the_worker_records_an_unexpected_error_on_the_message_and_goes_on(
 def test_a_worker_loop_that_dies_outright_is_restarted(db_url: str, engine: Engine, tmp_path: Path) -> None:
     config = hub_config(db_url, tmp_path)
 
-    class Dying(Worker):
+    class Dying(Worker):  # wired as make_worker does
         died = False
 
         def run_once(self) -> bool:
@@ -273,7 +275,7 @@ def test_a_worker_loop_that_dies_outright_is_restarted(db_url: str, engine: Engi
                 raise RuntimeError("the loop itself")
             return super().run_once()
 
-    worker = Dying(config, engine)
+    worker = Dying(config, engine, build_adapter=registry.build_adapter, channels=registry.channels(config))
     worker.supervisor.backoff = Backoff(initial=0.05)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()

@@ -28,11 +28,11 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
 from hub import store
-from hub.api.app import create_app
 from hub.db import make_engine
 from hub.xmlsafe import XmlLimits, XmlRejected, check, parse
 from tests.hostile.live_hub import XML, LiveHub, assert_problem, auth, live_hub, raw_request
 from tests.support import OPERATOR_TOKEN, SENDER_TOKEN, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
 
 MAX = 64 * 1024
 #: Room for four bodies of the maximum size at once.
@@ -63,7 +63,7 @@ def logs() -> Iterator[list[logging.LogRecord]]:
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger(n) for n in ("hub", "uvicorn", "uvicorn.error")]
+    loggers = [logging.getLogger(n) for n in ("hub", "channels", "adapters", "xhub", "uvicorn", "uvicorn.error")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -76,8 +76,8 @@ def logs() -> Iterator[list[logging.LogRecord]]:
 
 def api_errors(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
     """Errors and tracebacks the API or the server logged (the worker's own reports are not this door's)."""
-    return [r for r in records if r.name.startswith(("hub.api", "uvicorn")) and (r.levelno >= logging.ERROR
-                                                                                 or r.exc_info)]
+    return [r for r in records if r.name.startswith(("xhub.api", "channels.rest", "uvicorn"))
+            and (r.levelno >= logging.ERROR or r.exc_info)]
 
 
 def no_tracebacks(records: list[logging.LogRecord]) -> None:
@@ -444,7 +444,7 @@ def test_an_unexpected_error_keeps_the_connection(each_hub: LiveHub, monkeypatch
 
     with each_hub.client() as c:
         mine = each_hub.submit(c).json()["id"]
-        monkeypatch.setattr("hub.api.app.sender_detail", broken)
+        monkeypatch.setattr("xhub.api.messages.sender_detail", broken)
         failed = c.get(f"/api/v1/messages/{mine}", headers=auth())
         assert_problem(failed, 500, "internal-error", "in its log")
         assert "a bug in the sender view" not in failed.text
@@ -454,7 +454,7 @@ def test_an_unexpected_error_keeps_the_connection(each_hub: LiveHub, monkeypatch
         socket_of = [r.extensions["network_stream"].get_extra_info("client_addr") for r in (failed, after)]
         assert socket_of[0] == socket_of[1], "the connection was closed after the 500"
     errors = api_errors(logs)
-    assert len(errors) == 1 and errors[0].name == "hub.api.guard" and "RuntimeError" in errors[0].getMessage()
+    assert len(errors) == 1 and errors[0].name == "xhub.api.guard" and "RuntimeError" in errors[0].getMessage()
     each_hub.wait_done(after.json()["id"])
     each_hub.still_works()
 

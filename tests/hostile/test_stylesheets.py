@@ -39,7 +39,6 @@ from hub.validation import ValidationEngine, saxon, schematron
 from hub.validation.bundles import Bundle
 from hub.validation.install import install_bundle
 from hub.validation.manifest import BundleError, read_manifest
-from hub.worker import Worker
 from tests.hostile.validation_kit import (
     SECRET,
     Listener,
@@ -52,6 +51,7 @@ from tests.hostile.validation_kit import (
 )
 from tests.hostile.validation_kit import schematron as rules_text
 from tests.support import ROOT, hub_config
+from xhub.runtime import make_worker
 
 NS = "urn:xhub-test:xsch:1.0"
 XSL = "http://www.w3.org/1999/XSL/Transform"
@@ -296,7 +296,7 @@ def test_pipeline_lets_the_route_decide_when_rules_could_not_run(
                         routes=[{"name": "all", "targets": ["outbox"], "not_checked": policy}])
     message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
         store.Part("payload", "application/xml", document(site.base_namespace, "verboten"))]), actor="sender:portal")
-    Worker(config, engine).run(exit_when_idle=True)
+    make_worker(config, engine).run(exit_when_idle=True)
     done = store.get(engine, message.id)
     assert done is not None and (done.status, done.verdict) == (final, "not_checked")
     validated = next(e for e in store.events(engine, message.id) if e.to_status == "validated")

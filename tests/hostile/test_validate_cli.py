@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import hub.cli
+import xhub.cli
 from hub.validation.cli import main_app
 from tests.hostile.validation_kit import SECRET, Site, as_nobody, document, make_site, snapshot, world_folder
 from tests.support import ROOT
@@ -269,10 +269,10 @@ def test_json_output_keeps_the_readable_files(site: Site, tmp_path: Path) -> Non
 def test_configured_schema_dir_is_used_without_the_option(site: Site, tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(f'schema_dir = "{site.schema_dir}"\n')
-    result = runner.invoke(hub.cli.app, ["--config", str(config), "validate", str(_good(site))])
+    result = runner.invoke(xhub.cli.app, ["--config", str(config), "validate", str(_good(site))])
     assert result.exit_code == 0, result.output
     assert f"{_good(site)}: valid | XBase 1.0 test.nachricht.0001" in result.stdout
-    listing = runner.invoke(hub.cli.app, ["--config", str(config), "schemas", "list"])
+    listing = runner.invoke(xhub.cli.app, ["--config", str(config), "schemas", "list"])
     assert f"XBase 1.0 [operator] {site.schema_dir / 'xbase-1.0'}" in listing.stdout
 
 
@@ -287,7 +287,7 @@ def test_subprocess_with_configured_schema_dir(site: Site, tmp_path: Path) -> No
     (tmp_path / "loop.xml").symlink_to(tmp_path / "loop.xml")
     before = snapshot(site.root)
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "--config", str(config), "validate", str(tmp_path / "pipe.xml"),
+        [sys.executable, "-m", "xhub", "--config", str(config), "validate", str(tmp_path / "pipe.xml"),
          str(tmp_path / "big.xml"), str(tmp_path / "loop.xml"), str(_good(site))],
         capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
     assert result.returncode == 2

@@ -10,9 +10,9 @@ from httpx import Client
 from sqlalchemy import Engine
 
 from hub import store
-from hub.api.app import create_app
 from hub.db import make_engine
 from tests.support import OPERATOR_TOKEN, OTHER_SENDER_TOKEN, SENDER_TOKEN, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
 
 XML = {"Content-Type": "application/xml"}
 

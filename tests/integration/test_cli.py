@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from hub import migrate, store
-from hub.api.app import create_app
 from hub.db import make_engine
-from hub.worker import Worker
 from tests.support import ROOT, SENDER_TOKEN, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
+from xhub.runtime import make_worker
 
 pytestmark = pytest.mark.slow
 
 
 def xhub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", "--log-level", "warning", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "xhub", "--log-level", "warning", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -61,7 +61,7 @@ def test_db_upgrade_then_show_and_requeue(tmp_path: Path, sqlite_url: str) -> No
         store.Part("payload", "application/xml", b"<unknown xmlns='urn:nothing'/>")]), actor="sender:portal")
     config = hub_config(fresh, tmp_path, routes=[{"name": "xbau", "match": {"standard": "XBau"},
                                                   "targets": ["outbox"]}])
-    Worker(config, engine).run(exit_when_idle=True)
+    make_worker(config, engine).run(exit_when_idle=True)
     shown = xhub("-c", str(cfg), "messages", "show", str(message.id), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "status    dead" in shown.stdout and "received → validated" in shown.stdout

@@ -17,10 +17,10 @@ from sqlalchemy import Engine, update
 from hub import store
 from hub.db import make_engine
 from hub.models import Message, TargetState, utcnow
-from hub.sandbox.recorder import create_recorder
 from hub.targets import target_overview
-from hub.worker import Worker
+from sandbox.recorder import create_recorder
 from tests.support import accept_many, hub_config, running, write_config, xhub
+from xhub.runtime import make_worker
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine,
                         retry={"max_attempts": 3, "base_delay_seconds": 0, "jitter": 0})
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 503, "fail_count": 1000})
     first, second, third = accept_many(engine, 3)
-    Worker(config, engine).run(max_messages=3)
+    make_worker(config, engine).run(max_messages=3)
 
     (state,) = target_overview(engine, config.targets)
     assert state["circuit"] == "open" and state["consecutive_failures"] == 2 and "503" in state["last_error"]
@@ -52,7 +52,7 @@ def test_circuit_opens_defers_without_spending_budget_and_closes(engine: Engine,
     with engine.begin() as conn:
         conn.execute(update(TargetState).values(open_until=utcnow()))
         conn.execute(update(Message).values(next_attempt_at=utcnow()))
-    Worker(config, engine).run(exit_when_idle=True)
+    make_worker(config, engine).run(exit_when_idle=True)
     assert {store.get(engine, m).status for m in (first, second, third)} == {"acknowledged"}  # type: ignore[union-attr, arg-type]
     assert target_overview(engine, config.targets)[0]["circuit"] == "closed"
     items = httpx.get(f"{sink}/_received").json()["items"]
@@ -66,7 +66,7 @@ def test_permanent_answers_do_not_open_the_circuit(engine: Engine, db_url: str, 
                         routes=[{"name": "all", "targets": ["registry"]}])
     httpx.post(f"{sink}/_behaviour", json={"fail_status": 422, "fail_count": 1})
     bad, good = accept_many(engine, 2)
-    Worker(config, engine).run(exit_when_idle=True)
+    make_worker(config, engine).run(exit_when_idle=True)
     assert store.get(engine, bad).status == "dead"  # type: ignore[union-attr, arg-type]
     assert store.get(engine, good).status == "acknowledged"  # type: ignore[union-attr, arg-type]
     assert target_overview(engine, config.targets)[0]["circuit"] == "closed"
@@ -116,7 +116,7 @@ def test_concurrency_limit_holds_across_worker_processes(pg_url: str, tmp_path: 
                 break
             with engine.begin() as conn:
                 conn.execute(update(Message).where(Message.status == "retry_wait").values(next_attempt_at=utcnow()))
-            Worker(same, engine).run(exit_when_idle=True)
+            make_worker(same, engine).run(exit_when_idle=True)
     assert seen["total"] == 24
     assert seen["max"] == 2, f"the limit was {seen['max']}, not 2"
     deferrals = sum(1 for m in ids for e in store.events(engine, m)  # type: ignore[arg-type]

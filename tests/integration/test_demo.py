@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "--log-level", "warning", "demo", "--once", "--port", "0",
+        [sys.executable, "-m", "xhub", "--log-level", "warning", "demo", "--once", "--port", "0",
          "--workdir", str(tmp_path / "demo")],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
@@ -26,7 +26,7 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
     assert {"token_url", "submission_api_url", "sender_client_id", "sender_client_secret",
             "destination_id"} <= set(endpoints["fitconnect"])
     config = (tmp_path / "demo" / "hub.toml").read_text()
-    listed = subprocess.run([sys.executable, "-m", "hub", "-c", str(tmp_path / "demo" / "hub.toml"), "messages",
+    listed = subprocess.run([sys.executable, "-m", "xhub", "-c", str(tmp_path / "demo" / "hub.toml"), "messages",
                              "list", "--status", "dead"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 1, listed.stdout + listed.stderr
     assert "token_sha256" in config and "xhub_" not in config  # only hashes in the configuration
@@ -36,7 +36,7 @@ def test_demo_secrets_are_private(tmp_path: Path) -> None:
     """Everything under the work folder holds a secret or personal data: folders 0700, files 0600."""
     workdir = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "--log-level", "warning", "demo", "--once", "--port", "0",
+        [sys.executable, "-m", "xhub", "--log-level", "warning", "demo", "--once", "--port", "0",
          "--workdir", str(workdir)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -46,6 +46,6 @@ def test_demo_secrets_are_private(tmp_path: Path) -> None:
              if not p.is_symlink() and p.stat().st_mode & 0o077]
     assert not loose, loose
     again = subprocess.run(  # a folder the demo did not make is never deleted
-        [sys.executable, "-m", "hub", "demo", "--once", "--port", "0", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "xhub", "demo", "--once", "--port", "0", "--workdir", str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "was not made by `xhub demo`" in again.stderr and workdir.is_dir()

@@ -24,21 +24,21 @@ import pytest
 from jwcrypto import jwe, jwk, jws
 from sqlalchemy import Engine
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import KeyFiles, generate_destination_keys
 from hub import store
-from hub.config import HubConfig
 from hub.db import make_engine
-from hub.runtime import build_app, free_port, open_engine, serve_in_thread
-from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
-from hub.sandbox.fitconnect.status import Status as FcStatus
-from hub.sandbox.vehicle_registry import create_vehicle_registry
+from sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from sandbox.fitconnect.status import Status as FcStatus
+from sandbox.vehicle_registry import create_vehicle_registry
 from tests.support import ROOT, wait_for
+from xhub.config import HubConfig
+from xhub.runtime import build_app, free_port, open_engine, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
 LEIKA = "urn:de:fim:leika:leistung:99036012104000"  # vehicle registration: routed to the vehicle registry
 JSON_SCHEMA = {"schemaUri": "urn:xoev-hub:sandbox:any-json-schema", "mimeType": "application/json"}
-SAMPLE = json.loads((ROOT / "hub/demo/samples/kfz-zulassung.json").read_text())
+SAMPLE = json.loads((ROOT / "sandbox/demo/samples/kfz-zulassung.json").read_text())
 
 
 def application() -> dict[str, Any]:
@@ -112,7 +112,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def message_for(world: World, submission_id: str) -> store.Message | None:
     for m in store.list_messages(world.engine, limit=1000):
-        if m.fitconnect_submission_id == submission_id:
+        if m.external_id == submission_id:
             return m
     return None
 
@@ -148,7 +148,7 @@ def test_sdk_submission_is_fetched_delivered_and_accepted(world: World, attachme
                                    data_schema=JSON_SCHEMA, attachments=attachments)
     message = settled(world, sent["submissionId"])
     assert message.status == "acknowledged", message.last_error
-    assert (message.channel, message.tenant, message.fitconnect_case_id) == ("fitconnect", "memmingen",
+    assert (message.channel, message.tenant, message.case_id) == ("fitconnect", "memmingen",
                                                                               sent["caseId"])
     assert (message.attributes or {})["service"] == LEIKA
     parts = store.payload(world.engine, message.id)

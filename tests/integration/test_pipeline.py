@@ -11,10 +11,12 @@ from sqlalchemy import Engine, update
 
 from hub import operations, store
 from hub.models import Message, utcnow
-from hub.sandbox.recorder import create_recorder
 from hub.statemachine import Status
 from hub.worker import Worker
+from sandbox.recorder import create_recorder
 from tests.support import XBAU_INVALID, XBAU_VALID, hub_config, running
+from xhub import registry
+from xhub.runtime import make_worker
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def _submit(engine: Engine, body: bytes, content_type: str = "application/xml") 
 
 
 def _run(config: object, engine: Engine) -> Worker:
-    worker = Worker(config, engine)  # type: ignore[arg-type]
+    worker = make_worker(config, engine)  # type: ignore[arg-type]
     worker.run(exit_when_idle=True)
     return worker
 
@@ -172,11 +174,12 @@ def test_misconfigured_target_is_refused_before_any_delivery(tmp_path: Path) -> 
 def test_status_is_the_only_way(engine: Engine, db_url: str, tmp_path: Path) -> None:
     """A message already taken by another worker's transition is not processed twice by a stale one."""
     from hub.pipeline.runner import Runner
-    from hub.rules import RuleHolder
+    from hub.routing import RuleHolder
 
     config = hub_config(db_url, tmp_path)
     message = _submit(engine, XBAU_VALID.read_bytes())
-    runner = Runner(config, engine, "w-stale", RuleHolder(config))  # never claimed it: holds no lease
+    runner = Runner(config, engine, "w-stale", RuleHolder(config), build_adapter=registry.build_adapter,
+                    channels=registry.channels(config))  # never claimed it: holds no lease
     from hub.pipeline.runner import LeaseLost
 
     with pytest.raises(LeaseLost, match="w-stale"):

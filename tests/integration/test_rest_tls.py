@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import DeliveryRequest
 from adapters.rest import RestAdapter, RestConfig
 from hub.errors import Permanent, Retriable
-from hub.runtime import serve_in_thread
-from hub.sandbox.recorder import create_recorder
+from hub.ports import DeliveryRequest
+from sandbox.recorder import create_recorder
 from tests.tls import make_pki
+from xhub.runtime import serve_in_thread
 
 
 def test_mutual_tls(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ import httpx
 from sqlalchemy import Engine
 
 from hub import operations, store
-from hub.api.app import create_app
-from hub.rules import RuleHolder
+from hub.routing import RuleHolder
 from hub.validation import ValidationEngine
 from hub.validation.bundles import default_schema_dirs
-from hub.worker import Worker
 from tests.support import OPERATOR_TOKEN, ROOT, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
+from xhub.runtime import make_worker
 
 ROUTES = """
 [[routes]]
@@ -44,7 +44,7 @@ def test_fan_out_renders_each_target_through_its_mapping(engine: Engine, db_url:
     config = config_for(db_url, tmp_path)
     message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
         store.Part("payload", "application/xml", XBAU_VALID.read_bytes())]), actor="sender:portal")
-    Worker(config, engine).run(exit_when_idle=True)  # type: ignore[arg-type]
+    make_worker(config, engine).run(exit_when_idle=True)  # type: ignore[arg-type]
 
     done = store.get(engine, message.id)
     assert done is not None and done.status == "acknowledged" and done.route == "bauaufsicht"
@@ -72,12 +72,12 @@ def test_a_failed_mapping_waits_in_dead_and_completes_after_the_fix(engine: Engi
     config = hub_config(db_url, tmp_path, routes=[], rules_dir=str(folder),
                         targets={"kfz": {"adapter": "file", "directory": str(tmp_path / "kfz"), "suffix": ".json"}})
     holder = RuleHolder(config)
-    application = json.loads((ROOT / "hub" / "demo" / "samples" / "kfz-zulassung.json").read_text())
+    application = json.loads((ROOT / "sandbox" / "demo" / "samples" / "kfz-zulassung.json").read_text())
     application["zulassungsbezirk"]["ags"] = "05315000"  # Köln: not in the mapping's table
     message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
         store.Part("payload", "application/json", json.dumps(application).encode())],
         attributes={"service": "99036012104000"}), actor="sender:portal")
-    Worker(config, engine, holder).run(exit_when_idle=True)
+    make_worker(config, engine, holder).run(exit_when_idle=True)
     dead = store.get(engine, message.id)
     assert dead is not None and dead.status == "dead" and dead.resume_status == "routed"
     assert "mapping vehicle-registration-to-registry failed" in (dead.last_error or "")
@@ -87,7 +87,7 @@ def test_a_failed_mapping_waits_in_dead_and_completes_after_the_fix(engine: Engi
     table.write_text(table.read_text().replace('"09764000" = "MM",', '"09764000" = "MM", "05315000" = "K",'))
     holder.reload()
     operations.requeue(engine, message.id, operator="anna", reason="Köln added to the district table")
-    Worker(config, engine, holder).run(exit_when_idle=True)
+    make_worker(config, engine, holder).run(exit_when_idle=True)
     done = store.get(engine, message.id)
     assert done is not None and done.status == "acknowledged"
     written = json.loads((tmp_path / "kfz" / f"xhub-{message.id}-kfz.json").read_text())

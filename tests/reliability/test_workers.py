@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from hub import store
 from hub.db import make_engine
-from hub.sandbox.recorder import create_recorder
+from sandbox.recorder import create_recorder
 from tests.support import accept_many, running, wait_for, write_config, xhub
 
 pytestmark = pytest.mark.slow

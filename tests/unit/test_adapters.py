@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-import adapters
-from adapters.base import DeliveryRequest
 from adapters.file import FileAdapter, FileConfig
 from adapters.rest import RestAdapter, RestConfig, classify, retry_after_seconds
 from hub.errors import Permanent, Retriable
+from hub.ports import AdapterConfigError, DeliveryRequest
+from xhub import registry
 
 
 def request(body: bytes = b"<a/>") -> DeliveryRequest:
@@ -93,10 +93,10 @@ def test_rest_adapter_sends_key_and_maps_transport_errors() -> None:
 
 
 def test_registry_validates_settings() -> None:
-    with pytest.raises(adapters.AdapterConfigError, match="unknown adapter 'smtp'"):
-        adapters.build("mail", "smtp", {})
-    with pytest.raises(adapters.AdapterConfigError, match=r"targets\.dms \(file\): directory: Field required"):
-        adapters.build("dms", "file", {})
+    with pytest.raises(AdapterConfigError, match="unknown adapter 'smtp'"):
+        registry.build("mail", "smtp", {})
+    with pytest.raises(AdapterConfigError, match=r"targets\.dms \(file\): directory: Field required"):
+        registry.build("dms", "file", {})
     assert "s3cret" not in repr(RestConfig(url="http://x", bearer_token="s3cret"))  # type: ignore[arg-type]
 
 
@@ -163,5 +163,5 @@ def test_basic_auth_url_template_and_headers() -> None:
     ({"url": "ftp://t/"}, "String should match pattern"),
 ])
 def test_rest_config_is_checked_when_loaded(config: dict[str, object], message: str) -> None:
-    with pytest.raises(adapters.AdapterConfigError, match=message):
-        adapters.build("t", "rest", config)
+    with pytest.raises(AdapterConfigError, match=message):
+        registry.build("t", "rest", config)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import ConfigError, load_config
-from hub.rules import RulesError, load_rules
+from hub.routing import RulesError, load_rules
+from xhub.config import ConfigError, load_config
 
 GOOD = """
 [database]

@@ -6,7 +6,7 @@ What a block is, is decided by its content, not by a marker:
   ``params``, ``namespaces``) is a ``mapping.toml`` example: it must be valid TOML (the mapping language
   has its own tests; these blocks are often single rules);
 * every other block is a ``hub.toml`` (or ``routes.toml``, whose ``[[routes]]`` are valid in ``hub.toml``
-  too) example and is loaded through :func:`hub.config.load_config` on its own: every section has
+  too) example and is loaded through :func:`xhub.config.load_config` on its own: every section has
   defaults, so no block needs a "fragment" marker. Paths in ``*_file`` keys are pointed at stand-in secret
   files (the example's path is kept in the file name), since ``/run/secrets`` does not exist here.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import load_config
-from hub.rules import load_rules
+from hub.routing import load_rules
+from xhub.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hub.config import RetryConfig
 from hub.retry import decide
+from hub.settings import RetryConfig
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from hub.config import HubConfig
-from hub.rules import Facts, RuleHolder, RulesError, load_rules
+from hub.routing import Facts, RuleHolder, RulesError, load_rules
+from xhub.config import HubConfig
 
 TARGETS = {"dms": {"adapter": "file", "directory": "/tmp/x"}, "register": {"adapter": "rest", "url": "http://r/"}}
 

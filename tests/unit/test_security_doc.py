@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from hub.config import HubConfig
+from xhub.config import HubConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "security.md"

@@ -14,14 +14,14 @@ import httpx
 import pytest
 from fastapi import FastAPI, Response
 
-import adapters
-from adapters.base import DeliveryRequest
 from adapters.soap import NOT_MAPPED, SoapAdapter
 from hub.errors import Permanent, Retriable
-from hub.runtime import free_port, serve_in_thread
-from hub.sandbox.vehicle_registry import WSDL_DIR, create_vehicle_registry
+from hub.ports import AdapterConfigError, DeliveryRequest
+from sandbox.vehicle_registry import WSDL_DIR, create_vehicle_registry
 from tests.support import running
 from tests.tls import make_pki
+from xhub import registry as outbound
+from xhub.runtime import free_port, serve_in_thread
 
 PORTS = {"1.1": "VehicleRegistrySoap11", "1.2": "VehicleRegistrySoap12"}
 OWNER = {"FamilyName": "Musterfrau", "GivenName": "Erika", "BirthDate": "1964-08-12",
@@ -50,7 +50,7 @@ def version(request: pytest.FixtureRequest) -> str:
 def soap_adapter(url: str, version: str = "1.1", **settings: Any) -> Iterator[SoapAdapter]:
     config = {"wsdl": f"{url}/VehicleRegistry?wsdl", "port": PORTS[version], "operation": "RegisterVehicle",
               "reference_path": "RegistrationNumber", "timeout_seconds": 5, **settings}
-    adapter = adapters.build("kfz", "soap", config)
+    adapter = outbound.build("kfz", "soap", config)
     assert isinstance(adapter, SoapAdapter)
     try:
         yield adapter
@@ -284,8 +284,8 @@ def test_an_unreachable_wsdl_url_is_retriable() -> None:
 
 
 def test_config_keeps_secrets_and_pairs() -> None:
-    with pytest.raises(adapters.AdapterConfigError, match="username and password go together"):
-        adapters.build("kfz", "soap", {"wsdl": "x.wsdl", "operation": "Op", "username": "hub"})
+    with pytest.raises(AdapterConfigError, match="username and password go together"):
+        outbound.build("kfz", "soap", {"wsdl": "x.wsdl", "operation": "Op", "username": "hub"})
     config = SoapAdapter.Config.model_validate({"wsdl": "x.wsdl", "operation": "Op", "username": "hub",
                                                 "password": PASSWORD})
     assert PASSWORD not in repr(config) and PASSWORD not in config.model_dump_json()

@@ -15,8 +15,8 @@ import fitconnect
 import pytest
 from jwcrypto import jwk, jws
 
-import hub.sandbox.fitconnect as sandbox
-from adapters.fitconnect import (
+import sandbox.fitconnect as sandbox
+from channels.fitconnect import (
     ACCEPT,
     DestinationConfig,
     FitConnectConfig,
@@ -25,8 +25,8 @@ from adapters.fitconnect import (
     SubscriberClient,
     generate_destination_keys,
 )
-from adapters.fitconnect.keys import b64u_decode
-from hub.runtime import serve_in_thread
+from channels.fitconnect.keys import b64u_decode
+from xhub.runtime import serve_in_thread
 
 pytestmark = pytest.mark.slow
 LEIKA = "urn:de:fim:leika:leistung:99010003001006"

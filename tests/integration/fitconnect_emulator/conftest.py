@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from jwcrypto import jwk
 
-from hub.runtime import serve_in_thread
-from hub.sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from sandbox.fitconnect import Emulator, create_fitconnect_emulator
+from xhub.runtime import serve_in_thread
 
 LEIKA = "urn:de:fim:leika:leistung:99050012104000"
 

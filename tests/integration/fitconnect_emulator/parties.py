@@ -12,7 +12,7 @@ import httpx
 from fitconnect import Environment, FITConnectClient
 from jwcrypto import jwe, jwk, jws
 
-from hub.sandbox.fitconnect.sets import ACCEPT, REJECT, SET_SCHEMA
+from sandbox.fitconnect.sets import ACCEPT, REJECT, SET_SCHEMA
 from tests.integration.fitconnect_emulator.conftest import Setup
 
 

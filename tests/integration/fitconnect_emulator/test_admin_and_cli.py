@@ -11,11 +11,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from hub.runtime import free_port
-from hub.sandbox.cli import sandbox_app
+from sandbox.cli import sandbox_app
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Keys, Setup
 from tests.integration.fitconnect_emulator.parties import sdk_sender
 from tests.support import wait_for
+from xhub.runtime import free_port
 
 
 def test_setup_over_http(setup: Setup, keys: Keys) -> None:
@@ -52,7 +52,7 @@ def test_the_command_is_listed() -> None:
 def test_the_command_serves_and_keeps_its_state(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "emulator"
-    proc = subprocess.Popen([sys.executable, "-m", "hub.sandbox.cli", "fitconnect", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.cli", "fitconnect", "--port", str(port),
                              "--state-dir", str(state)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         def up() -> bool:

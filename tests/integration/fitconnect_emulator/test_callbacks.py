@@ -16,11 +16,11 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from hub.runtime import free_port, serve_in_thread
-from hub.sandbox.fitconnect import Status, create_fitconnect_emulator
+from sandbox.fitconnect import Status, create_fitconnect_emulator
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Keys, Setup, add_destination, make_emulator
 from tests.integration.fitconnect_emulator.parties import Subscriber, sdk_sender, token
 from tests.support import wait_for
+from xhub.runtime import free_port, serve_in_thread
 
 SECRET = "insecure_unsafe_qHScgrg_kP-R31jHUwp3GkVkGJolvBchz65b74Lzue0"
 SENDER_SECRET = "another-callback-secret-of-32-characters-at-least"

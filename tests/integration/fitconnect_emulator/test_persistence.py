@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 
-from hub.runtime import serve_in_thread
-from hub.sandbox.fitconnect import Emulator, Status, create_fitconnect_emulator
+from sandbox.fitconnect import Emulator, Status, create_fitconnect_emulator
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Keys, Setup, add_destination, make_emulator
 from tests.integration.fitconnect_emulator.parties import Subscriber, event_names, sdk_sender, token
+from xhub.runtime import serve_in_thread
 
 PDF = b"%PDF-1.7 persistent"
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.sandbox.fitconnect import Status
-from hub.sandbox.fitconnect.problems import PREFIX
+from sandbox.fitconnect import Status
+from sandbox.fitconnect.problem_types import PREFIX
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Setup, add_destination
 from tests.integration.fitconnect_emulator.parties import Subscriber, sdk_sender, token
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from jwcrypto import jwk
 
-from hub.sandbox.fitconnect import Status
-from hub.sandbox.fitconnect.problems import PREFIX
-from hub.sandbox.fitconnect.sets import ACCEPT
+from sandbox.fitconnect import Status
+from sandbox.fitconnect.problem_types import PREFIX
+from sandbox.fitconnect.sets import ACCEPT
 from tests.integration.fitconnect_emulator.conftest import LEIKA, Setup
 from tests.integration.fitconnect_emulator.parties import Subscriber, event_names, sdk_sender, token
 

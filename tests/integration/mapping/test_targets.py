@@ -18,9 +18,9 @@ from pydantic import TypeAdapter
 
 from hub.mapping import Mapping, MappingFailed, load_mappings
 from hub.mapping.golden import golden_context
-from hub.sandbox.trade_register import Gewerbemeldung, create_trade_register
-from hub.sandbox.vehicle_registry import NS, SOAP11, WSDL_DIR, create_vehicle_registry
 from hub.validation import ValidationEngine
+from sandbox.trade_register import Gewerbemeldung, create_trade_register
+from sandbox.vehicle_registry import NS, SOAP11, WSDL_DIR, create_vehicle_registry
 from tests.support import running
 
 REPO = Path(__file__).resolve().parents[3]

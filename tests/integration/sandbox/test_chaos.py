@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hub.sandbox.chaos import Behaviour, Chaos, Drop, Fault, Proceed, Refuse
-from hub.sandbox.recorder import create_recorder
+from sandbox.chaos import Behaviour, Chaos, Drop, Fault, Proceed, Refuse
+from sandbox.recorder import create_recorder
 from tests.support import running, wait_for
 
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from hub.runtime import free_port
-from hub.sandbox.cli import sandbox_app
+from sandbox.cli import sandbox_app
 from tests.support import wait_for
+from xhub.runtime import free_port
 
 
 def test_the_commands_are_listed() -> None:
@@ -39,7 +39,7 @@ def _up(url: str) -> bool:
     ("vehicle-registry", "/VehicleRegistry?wsdl"), ("trade-register", "/openapi.json"), ("recorder", "/_received")])
 def test_a_stand_in_runs_in_the_foreground(command: str, probe: str) -> None:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "hub.sandbox.cli", command, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.cli", command, "--port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: _up(f"http://127.0.0.1:{port}{probe}"), timeout=30)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.sandbox.trade_register import create_trade_register
+from sandbox.trade_register import create_trade_register
 from tests.support import running
 
 PATH = "/api/v1/gewerbemeldungen"

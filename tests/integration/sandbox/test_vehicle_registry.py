@@ -9,7 +9,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from hub.sandbox.vehicle_registry import NS, SOAP11, SOAP12, create_vehicle_registry
+from sandbox.vehicle_registry import NS, SOAP11, SOAP12, create_vehicle_registry
 from tests.support import running
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"

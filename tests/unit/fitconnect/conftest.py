@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.fitconnect import KeyFiles, generate_destination_keys
+from channels.fitconnect import KeyFiles
+from tests.fitconnect_keys import keys, other_keys
 
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
-    return generate_destination_keys(tmp_path_factory.mktemp("keys"), name="dest")
-
-
-@pytest.fixture(scope="session")
-def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
-    """A second destination's keys: "the wrong key"."""
-    return generate_destination_keys(tmp_path_factory.mktemp("other"), name="other")
+__all__ = ["keys", "other_keys"]
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +27,3 @@ def enc_public(keys: KeyFiles) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sig_public(keys: KeyFiles) -> dict[str, Any]:
     return dict(json.loads(keys.signing_public.read_text()))
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path / "work"

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from adapters.fitconnect import CallbackMalformed, CallbackRefused, ReplayGuard, callback_signature, verify_callback
+from channels.fitconnect import CallbackMalformed, CallbackRefused, ReplayGuard, callback_signature, verify_callback
 
 SECRET = "insecure_unsafe_qHScgrg_kP-R31jHUwp3GkVkGJolvBchz65b74Lzue0"
 BODY = b'{"type":"https://schema.fitko.de/fit-connect/submission-api/callbacks/new-submissions","submissions":[]}'

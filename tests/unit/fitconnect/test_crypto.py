@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
-from adapters.fitconnect.keys import KeyFiles, PrivateKey, load_private_key
-
-from .fakes import encrypt, flip_ciphertext
+from channels.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
+from channels.fitconnect.keys import KeyFiles, PrivateKey, load_private_key
+from tests.fitconnect_sender import encrypt, flip_ciphertext
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def test_tampered_ciphertext_fails_the_tag(key: PrivateKey, enc_public: dict[str
 
 
 def test_tampered_header_fails_the_tag(key: PrivateKey, enc_public: dict[str, Any]) -> None:
-    from adapters.fitconnect.keys import b64u_decode, b64u_encode
+    from channels.fitconnect.keys import b64u_decode, b64u_encode
 
     parts = encrypt(enc_public, b"hello").split(".")
     header = json.loads(b64u_decode(parts[0]))

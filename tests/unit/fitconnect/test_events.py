@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk, jws
 
-from adapters.fitconnect import AuthTags, SubmissionRef
-from adapters.fitconnect.events import ACCEPT, REJECT, SET_SCHEMA, SetInvalid, accept_set, reject_set, verify_set
-from adapters.fitconnect.keys import KeyFiles, PrivateKey, b64u_decode, b64u_encode, load_private_key
-from adapters.fitconnect.problems import hash_mismatch
+from channels.fitconnect import AuthTags, SubmissionRef
+from channels.fitconnect.events import ACCEPT, REJECT, SET_SCHEMA, SetInvalid, accept_set, reject_set, verify_set
+from channels.fitconnect.keys import KeyFiles, PrivateKey, b64u_decode, b64u_encode, load_private_key
+from channels.fitconnect.reject_reasons import hash_mismatch
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from jwcrypto import jwk
 
-from adapters.fitconnect import generate_destination_keys, verify_certificate_chain
-from adapters.fitconnect.keys import KeyFiles, load_private_key, thumbprint
+from channels.fitconnect import generate_destination_keys, verify_certificate_chain
+from channels.fitconnect.keys import KeyFiles, load_private_key, thumbprint
 from hub.errors import Permanent
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.fitconnect.metadata import (
+from channels.fitconnect.metadata import (
     SCHEMA_PATH,
     check_data_hash,
     check_data_syntax,
@@ -16,9 +16,8 @@ from adapters.fitconnect.metadata import (
     hash_matches,
     parse_metadata,
 )
-from adapters.fitconnect.problems import PROBLEM_BASE
-
-from .fakes import metadata_for
+from channels.fitconnect.reject_reasons import PROBLEM_BASE
+from tests.fitconnect_sender import metadata_for
 
 ATTACHMENT = "2046f9f1-dc89-4440-9c24-c76a8f40d668"
 

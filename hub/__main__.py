@@ -1,7 +1,0 @@
-"""``python -m hub`` is ``xhub``."""
-
-from __future__ import annotations
-
-from hub.cli import app
-
-app(prog_name="xhub")

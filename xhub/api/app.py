@@ -1,0 +1,80 @@
+"""The HTTP app: assembled from one router per concern, nothing more.
+
+* intake (``POST /api/v1/messages``): :mod:`channels.rest.router`;
+* messages (status, trail, requeue): :mod:`xhub.api.messages`;
+* operations (targets, rules): :mod:`xhub.api.operations`;
+* the FIT-Connect callback: :mod:`channels.fitconnect.router`;
+* health: :mod:`xhub.api.health`.
+
+Every error is a problem document (:mod:`hub.problems`); :class:`~xhub.api.guard.ErrorGuard` answers what
+nobody handled. Routers get what they need through FastAPI dependencies on ``app.state``: ``config`` (the
+settings, read by :data:`hub.auth.Auth`), ``api`` (:class:`~xhub.api.deps.ApiState`), and each channel's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from channels.rest.router import Waker
+from hub import problems
+from hub.readiness import Health
+from hub.routing import RuleHolder
+from xhub import registry
+from xhub.api import health, messages, operations
+from xhub.api.deps import ApiState
+from xhub.api.guard import ErrorGuard
+from xhub.config import HubConfig
+
+__all__ = ["create_app"]
+
+Hook = Callable[[], None]
+
+
+def create_app(
+    config: HubConfig,
+    engine: Engine,
+    *,
+    rules: RuleHolder | None = None,
+    on_accept: Hook | None = None,
+    on_callback: Hook | None = None,
+    lifespan_hooks: tuple[Hook, Hook] | None = None,
+) -> FastAPI:
+    """Build the app. ``on_accept`` is called after each new message (wakes an embedded worker),
+    ``on_callback`` after each verified FIT-Connect callback (wakes the poller); ``lifespan_hooks`` =
+    (start, stop) run with the server (start/stop the embedded worker and the pollers)."""
+    closers: list[Hook] = []
+    app = FastAPI(title="xoev-hub", version="0.1.0", lifespan=_lifespan(lifespan_hooks, closers))
+    wake = Waker(on_accept)
+    app.state.config = config
+    app.state.api = ApiState(config, engine, rules or RuleHolder(config), wake,
+                             Health(config, engine, registry.poller_checks(config)))
+    problems.install(app)
+    app.add_middleware(ErrorGuard, retry_after=config.api.retry_after_seconds,
+                       max_header_bytes=config.api.max_header_bytes)
+    closers += registry.mount_channels(app, config, engine, wake, on_callback)
+    app.include_router(messages.router)
+    app.include_router(operations.router)
+    app.include_router(health.router)
+    return app
+
+
+def _lifespan(hooks: tuple[Hook, Hook] | None,
+              closers: list[Hook]) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if hooks:
+            await run_in_threadpool(hooks[0])
+        try:
+            yield
+        finally:
+            if hooks:
+                await run_in_threadpool(hooks[1])
+            for close in closers:
+                await run_in_threadpool(close)
+
+    return lifespan
