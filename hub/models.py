@@ -170,7 +170,7 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(
         # A VARCHAR with a CHECK constraint on both backends (no PostgreSQL enum type to migrate when it grows).
         Enum(DeliveryStatus, name="status", native_enum=False, create_constraint=True, length=20,
-             values_callable=lambda members: [m.value for m in members]),
+             validate_strings=True, values_callable=lambda members: [m.value for m in members]),
         comment="pending | delivered | failed",
     )
     idempotency_key: Mapped[str] = mapped_column(String(255))
