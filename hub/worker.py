@@ -243,6 +243,8 @@ class _Heartbeat:
                 log.warning("worker %s lost its concurrency slot for %s during a call (renewals failed for a "
                             "whole lease); the target may see one call more than its limit", self.owner, target)
         return leased
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     """First SIGTERM/SIGINT: finish the current message and stop. Second: interrupt now."""
 
