@@ -6,6 +6,7 @@ produce exactly this schema (``tests/integration/test_migrations.py`` checks it 
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
@@ -140,12 +143,20 @@ class Event(Base):
         Uuid, ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(20), comment="transition | note | attempt")
+    kind: Mapped[str] = mapped_column(String(20), comment="transition | delivery | note | attempt")
     actor: Mapped[str] = mapped_column(String(200))
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str | None] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one delivery stands; it changes only through :func:`hub.statemachine.move_delivery`."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class Delivery(Base):
@@ -159,7 +170,12 @@ class Delivery(Base):
     )
     target: Mapped[str] = mapped_column(String(100))
     mapping: Mapped[str | None] = mapped_column(String(100), comment="renders the body; none: the payload as is")
-    status: Mapped[str] = mapped_column(String(20), comment="pending | delivered | failed")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        # A VARCHAR with a CHECK constraint on both backends (no PostgreSQL enum type to migrate when it grows).
+        Enum(DeliveryStatus, name="status", native_enum=False, create_constraint=True, length=20,
+             validate_strings=True, values_callable=lambda members: [m.value for m in members]),
+        comment="pending | delivered | failed",
+    )
     idempotency_key: Mapped[str] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -14,28 +14,51 @@ The happy path::
             retry_wait (transient failure; next_attempt_at set; resumes where it left off)
             rejected   (can never be processed; terminal)
             dead       (retry budget spent, or no route; an operator can requeue)
+
+A message's columns change only through :class:`Transition`: its named attributes for the retry and lease
+bookkeeping, and ``fields`` for what the stages learn (:data:`FIELDS`, a whitelist checked when the
+transition is built, so nothing can slip a ``status`` or a lease past the guard).
+
+Each delivery of a routed message to one target has its own, smaller machine (:data:`DELIVERY_TRANSITIONS`,
+applied by :func:`move_delivery`, with a ``delivery`` event per attempt)::
+
+    pending ──► delivered
+       │            ▲
+       ▼            │
+     failed ────────┘   (failed ──► failed: the retry failed again)
+
+A failed delivery is retried as it is, when its message resumes (after ``retry_wait``, or an operator's
+requeue of a dead message); a delivered one is never sent again. Nothing moves a delivery back to
+``pending``.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert, select, update
 
-from hub.models import Event, Message, utcnow
+from hub.models import Delivery, DeliveryStatus, Event, Message, utcnow
 
 __all__ = [
     "ACTIVE",
+    "DELIVERY_TRANSITIONS",
+    "FIELDS",
     "TERMINAL",
     "TRANSITIONS",
+    "DeliveryChange",
+    "DeliveryStatus",
+    "IllegalDeliveryTransition",
     "IllegalTransition",
     "Status",
     "Transition",
+    "move_delivery",
     "note",
     "record_event",
     "transition",
@@ -86,9 +109,25 @@ class IllegalTransition(RuntimeError):
         self.to = to
 
 
+#: The message columns a transition may set through ``Transition.fields``: what the stages learn about a
+#: message. Status, lease, attempts and retry times are not among them: they have their own attributes, which
+#: the guard knows about.
+FIELDS: frozenset[str] = frozenset({
+    "standard", "standard_version", "message_type",  # detected by validate
+    "verdict",  # valid | invalid | not_checked (validate)
+    "xoev_message_uuid",  # the document header's message id (validate)
+    "attributes",  # routing facts (validate), and whether the sender was answered (route, acknowledge)
+    "route",  # the route chosen (route)
+})
+
+
 @dataclass(frozen=True)
 class Transition:
-    """What to change besides the status. ``None`` means "leave as it is"."""
+    """What to change besides the status. ``None`` means "leave as it is".
+
+    ``fields`` may only name columns in :data:`FIELDS`; anything else raises :class:`ValueError` here,
+    before any SQL runs. It is kept as a read-only copy, so it cannot be widened afterwards either.
+    """
 
     reason: str
     detail: dict[str, Any] | None = None
@@ -97,7 +136,16 @@ class Transition:
     resume_status: Status | None = None
     release_lease: bool = False
     last_error: str | None = None
-    fields: dict[str, Any] | None = None  # detected standard, route name, external ids...
+    fields: Mapping[str, Any] | None = None  # detected standard, route name, header ids... (FIELDS)
+
+    def __post_init__(self) -> None:
+        if self.fields is None:
+            return
+        refused = set(self.fields) - FIELDS
+        if refused:
+            raise ValueError(f"a transition cannot set {', '.join(sorted(refused))} through fields; only "
+                             f"{', '.join(sorted(FIELDS))} (status, lease and retry bookkeeping go through the guard)")
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
 
 
 def transition(
@@ -162,6 +210,78 @@ def transition(
     return Status(old)
 
 
+D = DeliveryStatus
+
+#: to-status → the delivery statuses it may be reached from. Every move is one attempt at the target.
+DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    D.DELIVERED: frozenset({D.PENDING, D.FAILED}),
+    D.FAILED: frozenset({D.PENDING, D.FAILED}),
+}
+
+
+class IllegalDeliveryTransition(RuntimeError):
+    """No delivery matched the guard: unknown, or no longer in the status the move starts from (another worker
+    recorded this delivery meanwhile, which it can only do after taking the message over)."""
+
+    def __init__(self, delivery_id: int, to: DeliveryStatus, allowed: Iterable[DeliveryStatus]) -> None:
+        allowed_text = ", ".join(sorted(allowed))
+        super().__init__(f"delivery {delivery_id}: cannot move to {to}: it is not in ({allowed_text})")
+        self.delivery_id = delivery_id
+        self.to = to
+
+
+@dataclass(frozen=True)
+class DeliveryChange:
+    """The outcome of one attempt: why, what is kept on the delivery row, and what goes into the event."""
+
+    reason: str
+    response: dict[str, Any] | None = None  # the target's answer, or the error's detail
+    error: str | None = None
+    detail: dict[str, Any] | None = None  # for the event; the target and the attempt number are added
+
+
+def move_delivery(
+    conn: Connection,
+    delivery_id: int,
+    to: DeliveryStatus,
+    change: DeliveryChange,
+    *,
+    actor: str,
+    from_statuses: Iterable[DeliveryStatus] | None = None,
+) -> DeliveryStatus:
+    """Record one attempt of a delivery: move it to ``to``, count the attempt, and write a ``delivery`` event on
+    its message (``from_status``/``to_status`` hold the delivery's statuses). Returns the status it came from.
+
+    The update is guarded like :func:`transition` (``WHERE id = :id AND status IN (:allowed)``, narrowed by
+    ``from_statuses``); when no row matched, :class:`IllegalDeliveryTransition` is raised before the event is
+    written, and the caller's transaction rolls back: nothing is left of it.
+    """
+    allowed = DELIVERY_TRANSITIONS[to]
+    if from_statuses is not None:
+        narrowed = frozenset(from_statuses)
+        if not narrowed <= allowed:
+            raise ValueError(f"{sorted(narrowed - allowed)} → {to} is not a transition of a delivery")
+        allowed = narrowed
+    now = utcnow()
+    if len(allowed) == 1:
+        old: DeliveryStatus | None = next(iter(allowed))
+    else:  # read under the row lock, so that the event names the status the update replaced
+        old = conn.execute(select(Delivery.status).where(Delivery.id == delivery_id).with_for_update()).scalar()
+    row = conn.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status.in_(allowed))
+        .values(status=to, attempts=Delivery.attempts + 1, response=change.response, last_error=change.error,
+                delivered_at=now if to is D.DELIVERED else None, updated_at=now)
+        .returning(Delivery.message_id, Delivery.target, Delivery.attempts)
+    ).first()
+    if row is None or old is None:
+        raise IllegalDeliveryTransition(delivery_id, to, allowed)
+    detail = {**(change.detail or {}), "target": row.target, "attempt": row.attempts}
+    record_event(conn, row.message_id, actor=actor, kind="delivery", from_status=old.value, to_status=to.value,
+                 reason=change.reason, detail=detail, at=now)
+    return old
+
+
 def note(
     conn: Connection,
     message_id: uuid.UUID,
@@ -172,7 +292,7 @@ def note(
     detail: dict[str, Any] | None = None,
     status: Status | str | None = None,
 ) -> None:
-    """Record an event that is not a status change (a delivery attempt, a lease take-over, a check)."""
+    """Record an event that is not a status change (an attempt that moved nothing, a lease take-over, a check)."""
     value = status.value if isinstance(status, Status) else status
     record_event(conn, message_id, actor=actor, kind=kind, from_status=value, to_status=value, reason=reason,
                  detail=detail)

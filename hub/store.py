@@ -1,8 +1,8 @@
 """Reading and writing messages, their parts, events and deliveries (everything but status changes).
 
-Status changes live in :mod:`hub.statemachine`, claiming in :mod:`hub.queue`. Functions here take a
-:class:`~sqlalchemy.Connection` when they are meant to run inside the caller's transaction, and an
-:class:`~sqlalchemy.Engine` when they are a unit of work of their own.
+Status changes, of messages and of deliveries, live in :mod:`hub.statemachine`; claiming in :mod:`hub.queue`.
+Functions here take a :class:`~sqlalchemy.Connection` when they are meant to run inside the caller's
+transaction, and an :class:`~sqlalchemy.Engine` when they are a unit of work of their own.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from hub.blobs import BlobStore
-from hub.models import Delivery, Event, Message, MessagePart, utcnow
+from hub.models import Delivery, DeliveryStatus, Event, Message, MessagePart, utcnow
 from hub.statemachine import Status, record_event
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "NewMessage",
     "Part",
     "accept",
+    "create_deliveries",
     "deliveries",
     "events",
     "get",
@@ -226,7 +227,10 @@ def list_messages(
 
 
 def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[tuple[str, str | None]]) -> None:
-    """One pending delivery row per (target, mapping) not yet recorded (a repeated ``route`` adds nothing)."""
+    """One pending delivery row per (target, mapping) not yet recorded (a repeated ``route`` adds nothing).
+
+    Runs in the transaction that moves the message to ``routed``, whose event names the targets.
+    """
     have = {d.target for d in deliveries(conn, message_id)}
     now = utcnow()
     rows = [
@@ -234,7 +238,7 @@ def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence
             "message_id": message_id,
             "target": t,
             "mapping": mapping,
-            "status": "pending",
+            "status": DeliveryStatus.PENDING,
             "idempotency_key": f"xhub-{message_id}-{t}",
             "attempts": 0,
             "created_at": now,
@@ -245,26 +249,3 @@ def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence
     ]
     if rows:
         conn.execute(insert(Delivery), rows)
-
-
-def record_delivery(
-    conn: Connection,
-    delivery_id: int,
-    *,
-    status: str,
-    response: dict[str, Any] | None,
-    error: str | None,
-) -> None:
-    now = utcnow()
-    conn.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(
-            status=status,
-            attempts=Delivery.attempts + 1,
-            response=response,
-            last_error=error,
-            delivered_at=now if status == "delivered" else None,
-            updated_at=now,
-        )
-    )

@@ -8,7 +8,9 @@ Both live in the database, so they hold across worker processes and machines:
   it for another cool-down. Any answer from the target (success, or a permanent refusal such as a 4xx)
   proves it is up and resets the count.
 * **Concurrency limit** (``target_slots``): a worker holds one of the target's ``max_concurrency`` slots
-  while it calls it. A slot is a lease: a crashed worker's slot frees itself.
+  while it calls it. A slot is a lease, renewed by the worker's lease heartbeat (:meth:`TargetGate.renew`)
+  for as long as the call takes, so a call longer than the lease keeps its slot; a crashed worker's slot
+  is no longer renewed and frees itself.
 
 When the gate says no, the message is :class:`~hub.errors.Deferred`: it waits in ``retry_wait`` without
 spending its retry budget, because nothing was sent.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,10 +53,15 @@ def _insert(engine: Engine | Connection) -> Any:
 
 
 class TargetGate:
+    """One worker's way to its targets. ``owner`` is the worker's id: it holds the slots it takes."""
+
     def __init__(self, engine: Engine, owner: str, slot_lease: timedelta) -> None:
         self.engine = engine
         self.owner = owner
         self.slot_lease = slot_lease
+        # The slots of the calls in flight, which the heartbeat (another thread) renews.
+        self._held: set[tuple[str, int]] = set()
+        self._held_lock = threading.Lock()
 
     def admit(self, target: str, config: TargetConfig) -> Permit:
         """A permit to call ``target`` now, or :class:`Deferred` with the time to come back."""
@@ -63,10 +71,33 @@ class TargetGate:
             slot = None
             if config.max_concurrency is not None:
                 slot = self._take_slot(conn, target, config.max_concurrency, now)
+        if slot is not None:
+            with self._held_lock:
+                self._held.add((target, slot))
         return Permit(target, config.circuit, slot, probe)
+
+    def renew(self, conn: Connection) -> list[str]:
+        """Extend the slots of the calls in flight by another lease, in the caller's transaction (the worker's
+        heartbeat, with the message lease). Returns the targets whose slot was lost meanwhile: it expired and
+        another worker took it, which only happens when renewals failed for a whole lease."""
+        with self._held_lock:
+            held = sorted(self._held)
+        lost = []
+        for target, slot in held:
+            renewed = conn.execute(
+                update(TargetSlot)
+                .where(TargetSlot.target == target, TargetSlot.slot == slot, TargetSlot.holder == self.owner)
+                .values(expires_at=utcnow() + self.slot_lease)
+            ).rowcount == 1
+            with self._held_lock:
+                if not renewed and (target, slot) in self._held:  # not merely given back since the copy above
+                    self._held.discard((target, slot))  # someone else's now: never renew it again
+                    lost.append(target)
+        return lost
 
     def record(self, permit: Permit, error: HubError | None) -> None:
         """Give the slot back and feed the outcome to the circuit breaker."""
+        self._call_ended(permit)
         with self.engine.begin() as conn:
             now = utcnow()
             self._free_slot(conn, permit)
@@ -77,8 +108,15 @@ class TargetGate:
 
     def release(self, permit: Permit) -> None:
         """Give the slot back without judging the target (the call was interrupted on our side)."""
+        self._call_ended(permit)
         with self.engine.begin() as conn:
             self._free_slot(conn, permit)
+
+    def _call_ended(self, permit: Permit) -> None:
+        # No longer renewed from here on, even should the database refuse to free it: then it expires.
+        if permit.slot is not None:
+            with self._held_lock:
+                self._held.discard((permit.target, permit.slot))
 
     # -- circuit breaker
     def _check_circuit(self, conn: Connection, target: str, config: TargetConfig, now: datetime) -> bool:

@@ -42,6 +42,7 @@ from hub.routing import RuleHolder
 from hub.settings import Settings
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.supervisor import HEARTBEAT_SECONDS, Heartbeats, Supervisor, describe
+from hub.targets import TargetGate
 
 __all__ = ["Worker", "install_signal_handlers", "worker_id"]
 
@@ -84,7 +85,8 @@ class Worker:
         if claim is None:
             return False
         try:
-            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease, self.supervisor.beat):
+            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease, self.supervisor.beat,
+                            self.runner.gate):
                 status = self.runner.process(claim.message_id)
             log.info("message %s → %s", claim.message_id, status)
         except LeaseLost as exc:
@@ -193,17 +195,20 @@ class Worker:
 
 
 class _Heartbeat:
-    """Renews the lease every third of its duration while a message is being processed, and keeps the
-    loop's heartbeat going meanwhile (``beat``).
+    """Renews the lease every third of its duration while a message is being processed, together with the
+    target concurrency slot of a call in flight (``slots``), and keeps the loop's heartbeat going meanwhile
+    (``beat``).
 
     A delivery may legitimately take longer than a lease (a slow SOAP service); without this, another
-    worker would take the message over while the first is still talking to the target. If this process
-    dies, the renewals stop and the lease expires as designed.
+    worker would take the message over, or call the target in its slot, while the first is still talking to
+    the target. If this process dies, the renewals stop and the lease and the slot expire as designed. Should
+    the message lease be lost, the slot is still renewed: the call in flight still occupies the target.
     """
 
     def __init__(self, engine: Engine, message_id: uuid.UUID, owner: str, lease: timedelta,
-                 beat: Callable[[], None]) -> None:
+                 beat: Callable[[], None], slots: TargetGate) -> None:
         self.engine, self.message_id, self.owner, self.lease, self.beat = engine, message_id, owner, lease, beat
+        self.slots = slots
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{message_id}", daemon=True)
 
@@ -219,17 +224,27 @@ class _Heartbeat:
         # the lease is renewed every third of its duration; the loop's heartbeat at least as often as it is due
         renew_every = self.lease.total_seconds() / 3
         due = time.monotonic() + renew_every
+        leased = True
         while not self._done.wait(min(renew_every, HEARTBEAT_SECONDS)):
             self.beat()  # the loop is alive, busy with one (long) message
             if time.monotonic() < due:  # a tick early at worst: renewed one tick later, well within the lease
                 continue
             due = time.monotonic() + renew_every
             try:
-                with self.engine.begin() as conn:
-                    if not queue.renew(conn, self.message_id, self.owner, self.lease):
-                        return  # lost or released: the runner notices at its next fenced step
+                leased = self._renew(leased)
             except SQLAlchemyError as exc:  # this thread must not die: the runner's fenced steps stay safe
                 log.warning("lease renewal for %s failed: %s", self.message_id, describe(exc))
+
+    def _renew(self, leased: bool) -> bool:
+        """One renewal, in one transaction. Returns whether the message lease is still held."""
+        with self.engine.begin() as conn:
+            # Once lost or released, the lease is not ours to renew again; the runner notices at its next
+            # fenced step.
+            leased = leased and queue.renew(conn, self.message_id, self.owner, self.lease)
+            for target in self.slots.renew(conn):
+                log.warning("worker %s lost its concurrency slot for %s during a call (renewals failed for a "
+                            "whole lease); the target may see one call more than its limit", self.owner, target)
+        return leased
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

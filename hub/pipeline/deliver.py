@@ -13,7 +13,7 @@ from hub.errors import Deferred, HubError, Invalid, Permanent
 from hub.mapping import MappingFailed
 from hub.pipeline.base import StageContext, StageResult
 from hub.ports import DeliveryRequest
-from hub.statemachine import Status
+from hub.statemachine import DeliveryStatus, Status
 
 
 def _severity(error: HubError) -> int:
@@ -40,7 +40,7 @@ class Deliver:
         failures: list[HubError] = []
         done = []
         for row in rows:
-            if row.status == "delivered":
+            if row.status is DeliveryStatus.DELIVERED:
                 continue
             ctx.keep_lease()
             meta = {

@@ -9,6 +9,9 @@ The runner is the only pipeline code that talks to the database. For every stage
 3. on :class:`~hub.errors.Invalid` → ``rejected``; :class:`~hub.errors.Permanent` → ``dead``;
    :class:`~hub.errors.Retriable` → ``retry_wait`` with ``next_attempt_at`` from the retry policy, or
    ``dead`` once the route's budget is spent. The message remembers where to resume.
+
+Each attempt at a target is recorded on its delivery row as it happens, through
+:func:`~hub.statemachine.move_delivery` (guarded; one ``delivery`` event per attempt).
 """
 
 from __future__ import annotations
@@ -23,14 +26,24 @@ from sqlalchemy import Connection, Engine
 
 from hub import queue, store
 from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
-from hub.models import Delivery, Message, utcnow
+from hub.models import Delivery, DeliveryStatus, Message, utcnow
 from hub.pipeline import STAGES
 from hub.pipeline.base import Stage, StageContext
 from hub.ports import AdapterConfigError, AdapterFactory, Channels, DeliveryResult
 from hub.retry import decide
 from hub.routing import RuleHolder, RuleSet
 from hub.settings import Settings
-from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
+from hub.statemachine import (
+    TERMINAL,
+    DeliveryChange,
+    IllegalDeliveryTransition,
+    IllegalTransition,
+    Status,
+    Transition,
+    move_delivery,
+    note,
+    transition,
+)
 from hub.targets import GuardedAdapter, TargetGate
 
 __all__ = ["LeaseLost", "Runner"]
@@ -233,20 +246,21 @@ class Runner:
             return store.deliveries(self.engine, message.id)
 
         def record(row: Delivery, result: DeliveryResult | None, error: HubError | None) -> None:
-            actor = f"worker:{self.owner}"
-            with self.engine.begin() as conn:
-                if error is None:
-                    assert result is not None
-                    store.record_delivery(conn, row.id, status="delivered", response=result.as_event(), error=None)
-                    note(conn, message.id, f"delivered to {row.target}", actor=actor, kind="attempt",
-                         detail={"target": row.target, **result.as_event()}, status=Status.ROUTED)
-                elif isinstance(error, Deferred):
-                    return  # not an attempt: the row stays as it was, the transition says why
-                else:
-                    store.record_delivery(conn, row.id, status="failed", response=error.detail, error=str(error))
-                    note(conn, message.id, f"delivery to {row.target} failed: {error}", actor=actor, kind="attempt",
-                         detail={"target": row.target, "error": type(error).__name__, **error.detail},
-                         status=Status.ROUTED)
+            if isinstance(error, Deferred):
+                return  # not an attempt: nothing was sent, the row stays as it was; the transition says why
+            if error is None:
+                assert result is not None
+                to, change = DeliveryStatus.DELIVERED, DeliveryChange(
+                    reason=f"delivered to {row.target}", response=result.as_event(), detail=result.as_event())
+            else:
+                to, change = DeliveryStatus.FAILED, DeliveryChange(
+                    reason=f"delivery to {row.target} failed: {error}", response=error.detail, error=str(error),
+                    detail={"error": type(error).__name__, **error.detail})
+            try:
+                with self.engine.begin() as conn:
+                    move_delivery(conn, row.id, to, change, actor=f"worker:{self.owner}", from_statuses={row.status})
+            except IllegalDeliveryTransition as exc:  # only a worker that took the message over moves its rows
+                raise LeaseLost(f"{exc} (this worker, {self.owner}, no longer owns message {message.id})") from None
 
         self._facts = {}
         self._notes = []

@@ -1,14 +1,26 @@
-"""The state machine on both backends: legal moves write one event, illegal ones change nothing."""
+"""The state machine on both backends: legal moves write one event, illegal ones change nothing, and a
+transition's fields cannot reach a column the guard owns."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine
 
 from hub import store
-from hub.statemachine import ACTIVE, TERMINAL, TRANSITIONS, IllegalTransition, Status, Transition, transition
+from hub.models import Message
+from hub.statemachine import (
+    ACTIVE,
+    FIELDS,
+    TERMINAL,
+    TRANSITIONS,
+    IllegalTransition,
+    Status,
+    Transition,
+    transition,
+)
 
 
 def _new(engine: Engine) -> uuid.UUID:
@@ -84,3 +96,43 @@ def test_terminal_status_releases_the_lease(engine: Engine) -> None:
     message = store.get(engine, mid)
     assert message is not None
     assert (message.status, message.lease_owner, message.last_error) == ("rejected", None, "bad")
+
+
+# -- Transition.fields: a whitelist, so that nothing reaches a guarded column around the guard
+
+GUARDED = ["status", "lease_owner", "lease_expires_at", "id", "attempts", "next_attempt_at", "resume_status",
+           "payload_sha256", "tenant", "sender", "created_at", "no_such_column"]
+
+
+@pytest.mark.parametrize("column", GUARDED)
+def test_fields_outside_the_whitelist_raise_before_any_sql(column: str) -> None:
+    with pytest.raises(ValueError, match=f"cannot set {column} through fields"):
+        Transition(reason="sneaky", fields={"route": "all", column: "x"})
+
+
+def test_widening_fields_later_raises_too() -> None:
+    change = Transition(reason="x", fields={"route": "all"})
+    with pytest.raises(ValueError, match="cannot set status"):
+        replace(change, fields={**(change.fields or {}), "status": "acknowledged"})  # as the runner merges facts
+    with pytest.raises(TypeError):
+        change.fields["status"] = "acknowledged"  # type: ignore[index]
+
+
+def test_whitelisted_fields_are_columns_the_guard_does_not_own() -> None:
+    columns = set(Message.__table__.columns.keys())
+    assert columns >= FIELDS
+    assert not FIELDS & {"id", "status", "resume_status", "attempts", "next_attempt_at", "lease_owner",
+                         "lease_expires_at", "last_error", "updated_at"}
+
+
+def test_whitelisted_fields_are_written_with_the_transition(engine: Engine) -> None:
+    mid = _new(engine)
+    learnt = {"standard": "xbau", "standard_version": "2.6", "message_type": "baugenehmigung.antrag.0200",
+              "verdict": "valid", "xoev_message_uuid": "u-1", "attributes": {"region": "09184119"}}
+    assert set(learnt) | {"route"} == FIELDS  # every field the stages set; route follows below
+    with engine.begin() as conn:
+        transition(conn, mid, Status.VALIDATED, Transition(reason="checked", fields=learnt), actor="worker:w1")
+        transition(conn, mid, Status.ROUTED, Transition(reason="routed", fields={"route": "all"}), actor="worker:w1")
+    message = store.get(engine, mid)
+    assert message is not None and message.status == "routed" and message.route == "all"
+    assert {k: getattr(message, k) for k in learnt} == learnt

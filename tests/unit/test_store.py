@@ -1,4 +1,4 @@
-"""Accepting messages: durable parts, first event, idempotency on both backends."""
+"""Accepting messages: durable parts, first event, idempotency; delivery rows; on both backends."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from hub import store
 from hub.blobs import BlobStore
+from hub.models import DeliveryStatus
 
 
 def _new(body: bytes, key: str | None = None, sender: str = "portal") -> store.NewMessage:
@@ -72,3 +73,18 @@ def test_large_parts_go_to_the_blob_store_before_the_commit(engine: Engine, tmp_
     with pytest.raises(ValueError, match="need a blob store"):
         store.accept(engine, store.NewMessage("t1", "fitconnect", "fc", [
             store.Part("payload", "application/json", b"{}"), store.Part("attachment", "x/y", file=big)]), actor="x")
+
+
+def test_deliveries_are_created_pending_once_per_target(engine: Engine) -> None:
+    message, _ = store.accept(engine, _new(b"<a/>"), actor="sender:portal")
+    with engine.begin() as conn:
+        store.create_deliveries(conn, message.id, [("dms", "xbau-to-xdomea"), ("registry", None)])
+    rows = store.deliveries(engine, message.id)
+    assert [(d.target, d.mapping, d.status, d.attempts, d.idempotency_key) for d in rows] == [
+        ("dms", "xbau-to-xdomea", DeliveryStatus.PENDING, 0, f"xhub-{message.id}-dms"),
+        ("registry", None, DeliveryStatus.PENDING, 0, f"xhub-{message.id}-registry")]
+    assert all(isinstance(d.status, DeliveryStatus) for d in rows)
+    with engine.begin() as conn:  # a repeated route adds nothing, and changes nothing
+        store.create_deliveries(conn, message.id, [("dms", None), ("registry", None)])
+    again = store.deliveries(engine, message.id)
+    assert [(d.id, d.mapping, d.status) for d in again] == [(d.id, d.mapping, d.status) for d in rows]
