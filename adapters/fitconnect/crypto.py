@@ -90,11 +90,9 @@ def _content_key(header: dict[str, Any], encrypted_key: bytes, keys: Sequence[Pr
                                "encryption key")
     for key in candidates:
         try:
-            cek = key.unwrap(encrypted_key)
+            return key.unwrap(encrypted_key)
         except ValueError:
             continue
-        if len(cek) == 32:
-            return cek
     raise DecryptionFailed("the content encryption key cannot be decrypted with this destination's key")
 
 
