@@ -39,7 +39,7 @@ SET_SCHEMA = "https://schema.fitko.de/fit-connect/set-payload/1.0.0/set-payload.
 _SET_LIMITS = JsonLimits(max_bytes=256 * 1024, max_depth=16, max_number_chars=40, max_string_chars=64 * 1024)
 _MAX_TOKEN = _SET_LIMITS.max_bytes * 3  # two base64url segments of at most max_bytes, and a signature
 _CLOCK_SKEW = 300  # seconds another clock may run ahead of ours
-#: the delivery service's keys are published at ≥ 4096 bit; fewer than 2048 is not a signature at all
+#: FIT-Connect publishes ≥ 4096-bit keys; the floor stays where it was (2048), below it a signature proves nothing
 _MIN_VERIFY_BITS = 2048
 
 #: finds the public key for a SET: (kid, iss) → key, or None when the issuer's key is unknown

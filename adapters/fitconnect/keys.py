@@ -160,8 +160,8 @@ def load_private_key(source: Path | str, purpose: Purpose, *, where: str, min_bi
     try:
         text = source.read_text("utf-8") if isinstance(source, Path) else source
     except (OSError, UnicodeDecodeError) as exc:
-        raise Permanent(f"{purpose} key {where}: cannot read ({getattr(exc, 'strerror', None) or type(exc).__name__})"
-                        ) from None
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise Permanent(f"{purpose} key {where}: cannot read ({reason})") from None
     if isinstance(source, Path):
         try:
             if source.stat().st_mode & 0o077:
