@@ -9,8 +9,13 @@ for the hub) while writing the plaintext to ``<dst>.part``. Only when the tag ve
 to ``dst``; on any failure it is removed, so unauthenticated plaintext never stays on disk.
 
 The key is chosen by the header's ``kid``, which may be the key's ``kid`` or its RFC 7638 thumbprint
-(the PyPI ``fitconnect`` sender uses the thumbprint). Every failure raises :class:`DecryptionFailed` with a
-reason that is safe to send back to the sender (no key material, no plaintext).
+(the PyPI ``fitconnect`` sender uses the thumbprint); jwcrypto unwraps the content key
+(:meth:`PrivateKey.unwrap`). Every failure raises :class:`DecryptionFailed` with a reason that is safe to
+send back to the sender (no key material, no plaintext).
+
+Metadata and data, held in memory, take the same path (:func:`decrypt_compact`) rather than jwcrypto's
+JWE: one implementation of the format, and jwcrypto would refuse ``zip: DEF`` ciphertexts above 256 KiB
+(data may be 64 MiB) and word every failure as "no recipient matched", where the sender needs the reason.
 """
 
 from __future__ import annotations
@@ -90,11 +95,9 @@ def _content_key(header: dict[str, Any], encrypted_key: bytes, keys: Sequence[Pr
                                "encryption key")
     for key in candidates:
         try:
-            cek = key.unwrap(encrypted_key)
+            return key.unwrap(encrypted_key)
         except ValueError:
             continue
-        if len(cek) == 32:
-            return cek
     raise DecryptionFailed("the content encryption key cannot be decrypted with this destination's key")
 
 

@@ -1,43 +1,50 @@
-"""Destination keys: loading private JWKs, thumbprints, x5c chains, and key generation for test environments.
+"""Destination keys: loading private JWKs, x5c chains, and key generation for test environments.
 
 A destination has two RSA key pairs (≥ 4096 bit): an encryption key (``RSA-OAEP-256``; senders encrypt
-to its public half) and a signing key (``PS512``; our SETs are signed with it). Private halves are held
-in :class:`PrivateKey`, whose ``repr`` shows only ``kid``, thumbprint and size: key material never reaches
-a log line, an exception message or the console. Loading failures are our own misconfiguration and raise
-:class:`~hub.errors.Permanent`.
+to its public half) and a signing key (``PS512``; our SETs are signed with it). JWK parsing and export,
+RFC 7638 thumbprints, JWS signing and the RSA-OAEP-256 key unwrap are jwcrypto's; this module adds what
+FIT-Connect demands on top (RSA only, ≥ 4096 bit, ``alg``/``use``/``key_ops`` fitting the purpose) and the
+x5c chain check, which is X.509 (``cryptography``), not JOSE.
+
+Private halves are held in :class:`PrivateKey`, whose ``repr`` shows only ``kid``, thumbprint and size: key
+material never reaches a log line, an exception message or the console. Loading failures are our own
+misconfiguration and raise :class:`~hub.errors.Permanent`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException, base64url_decode
+from jwcrypto.jwa import JWA
 
 from hub.errors import Permanent
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
 
 __all__ = [
     "KeyFiles",
     "PrivateKey",
     "b64u_decode",
-    "b64u_encode",
     "generate_destination_keys",
     "load_private_key",
     "public_key_from_jwk",
-    "thumbprint",
     "verify_certificate_chain",
 ]
 
@@ -46,87 +53,82 @@ MIN_BITS = 4096
 Purpose = Literal["encryption", "signing"]
 _ALG: dict[str, str] = {"encryption": "RSA-OAEP-256", "signing": "PS512"}
 _USE: dict[str, str] = {"encryption": "enc", "signing": "sig"}
-
-
-def b64u_encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+#: the JWK operations of each purpose: (public half, private half)
+_OPS: dict[str, tuple[str, str]] = {"encryption": ("wrapKey", "unwrapKey"), "signing": ("verify", "sign")}
+_CRT = ("p", "q", "dp", "dq", "qi")
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
+#: a private RSA-4096 JWK is about 3.3 kB; with an x5c chain of a few certificates it stays far below this
+_KEY_LIMITS = JsonLimits(max_bytes=256 * 1024, max_depth=8, max_number_chars=40, max_string_chars=64 * 1024)
 
 
 def b64u_decode(text: str | bytes) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2); raises ``ValueError`` on anything else."""
+    """Strict base64url without padding (RFC 7515 §2); raises ``ValueError`` on anything else.
+
+    jwcrypto's decoder skips characters outside the alphabet, so the alphabet is checked here first."""
     raw = text.encode("ascii") if isinstance(text, str) else text
-    if b"=" in raw or len(raw) % 4 == 1:
+    if not _BASE64URL.fullmatch(raw):
         raise ValueError("not base64url")
-    return base64.b64decode(raw.translate(bytes.maketrans(b"-_", b"+/")) + b"=" * (-len(raw) % 4), validate=True)
+    return cast(bytes, base64url_decode(raw.decode("ascii")))
 
 
-def _int(value: Any, name: str) -> int:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"JWK member {name!r} missing")
-    return int.from_bytes(b64u_decode(value), "big")
-
-
-def _uint(value: int) -> str:
-    return b64u_encode(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
-
-
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint of an RSA JWK (the ``kid`` the PyPI ``fitconnect`` sender uses)."""
-    canonical = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"), sort_keys=True)
-    return b64u_encode(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-def public_key_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPublicKey:
-    if jwk.get("kty") != "RSA":
+def public_key_from_jwk(members: Mapping[str, Any]) -> rsa.RSAPublicKey:
+    """The RSA public key of a JWK, whatever its ``use``; raises ``ValueError`` for anything else."""
+    if members.get("kty") != "RSA":
         raise ValueError("only RSA keys are used in FIT-Connect")
-    return rsa.RSAPublicNumbers(_int(jwk.get("e"), "e"), _int(jwk.get("n"), "n")).public_key()
+    try:
+        key = jwk.JWK(kty="RSA", n=members.get("n"), e=members.get("e")).get_op_key("verify")
+    except JWException as exc:
+        raise ValueError(f"not an RSA public JWK ({type(exc).__name__})") from None
+    return cast(rsa.RSAPublicKey, key)
 
 
-def _public_jwk(key: rsa.RSAPublicKey, *, kid: str, purpose: Purpose, x5c: list[str] | None) -> dict[str, Any]:
-    numbers = key.public_numbers()
-    jwk: dict[str, Any] = {"kty": "RSA", "kid": kid, "alg": _ALG[purpose], "use": _USE[purpose],
-                           "key_ops": ["wrapKey"] if purpose == "encryption" else ["verify"],
-                           "n": _uint(numbers.n), "e": _uint(numbers.e)}
+def _public_jwk(key: jwk.JWK, *, kid: str, purpose: Purpose, x5c: list[str] | None) -> dict[str, Any]:
+    public: dict[str, Any] = {"kty": "RSA", "kid": kid, "alg": _ALG[purpose], "use": _USE[purpose],
+                              "key_ops": [_OPS[purpose][0]], "n": key["n"], "e": key["e"]}
     if x5c:
-        jwk["x5c"] = list(x5c)
-    return jwk
+        public["x5c"] = list(x5c)
+    return public
 
 
 class PrivateKey:
     """An RSA private key from a JWK. Holds the key; shows only who it is."""
 
-    __slots__ = ("_key", "alg", "kid", "public_jwk", "purpose", "thumbprint")
+    __slots__ = ("_jwk", "alg", "kid", "public_jwk", "purpose", "thumbprint")
 
-    def __init__(self, key: rsa.RSAPrivateKey, *, kid: str, purpose: Purpose, x5c: list[str] | None = None) -> None:
-        self._key = key
+    def __init__(self, key: jwk.JWK, *, kid: str, purpose: Purpose, x5c: list[str] | None = None) -> None:
+        self._jwk = key
         self.kid, self.purpose, self.alg = kid, purpose, _ALG[purpose]
-        self.public_jwk = _public_jwk(key.public_key(), kid=kid, purpose=purpose, x5c=x5c)
-        self.thumbprint = thumbprint(self.public_jwk)
+        self.public_jwk = _public_jwk(key, kid=kid, purpose=purpose, x5c=x5c)
+        self.thumbprint = str(key.thumbprint())
 
     @property
     def bits(self) -> int:
-        return self._key.key_size
+        return self.public_key().key_size
 
     def public_key(self) -> rsa.RSAPublicKey:
-        return self._key.public_key()
+        return public_key_from_jwk(self.public_jwk)
 
     def matches(self, kid: str | None) -> bool:
         """True when a JOSE header's ``kid`` names this key, by ``kid`` or by RFC 7638 thumbprint."""
         return kid is not None and kid in (self.kid, self.thumbprint)
 
     def unwrap(self, encrypted_key: bytes) -> bytes:
-        """RSA-OAEP-256 (SHA-256, MGF1-SHA-256): the content encryption key of a JWE."""
+        """The 256-bit content encryption key of an ``RSA-OAEP-256`` JWE; ``ValueError`` when it is not one."""
         if self.purpose != "encryption":
             raise ValueError("not an encryption key")
-        return self._key.decrypt(encrypted_key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                                                             algorithm=hashes.SHA256(), label=None))
+        try:
+            return cast(bytes, JWA.keymgmt_alg(self.alg).unwrap(self._jwk, 256, encrypted_key, {}))
+        except JWException:  # a key of another length came out
+            raise ValueError("the encrypted key does not hold a 256-bit key") from None
 
-    def sign(self, message: bytes) -> bytes:
-        """PS512: RSASSA-PSS with SHA-512, MGF1-SHA-512 and a 64-byte salt (RFC 7518 §3.5)."""
+    def sign_jws(self, payload: bytes, *, typ: str) -> str:
+        """A compact JWS of ``payload`` with the protected header ``{"typ", "alg": PS512, "kid"}``."""
         if self.purpose != "signing":
             raise ValueError("not a signing key")
-        return self._key.sign(message, padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64),
-                              hashes.SHA512())
+        token = jws.JWS(payload)
+        token.add_signature(self._jwk, alg=self.alg, protected=json.dumps(
+            {"typ": typ, "alg": self.alg, "kid": self.kid}, separators=(",", ":")))
+        return str(token.serialize(compact=True))
 
     def __repr__(self) -> str:
         return (f"PrivateKey(purpose={self.purpose!r}, kid={self.kid!r}, thumbprint={self.thumbprint!r}, "
@@ -138,15 +140,17 @@ class PrivateKey:
         raise TypeError("PrivateKey cannot be pickled")
 
 
-def _private_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
-    n, e, d = _int(jwk.get("n"), "n"), _int(jwk.get("e"), "e"), _int(jwk.get("d"), "d")
-    if all(jwk.get(k) for k in ("p", "q", "dp", "dq", "qi")):
-        p, q = _int(jwk["p"], "p"), _int(jwk["q"], "q")
-        dp, dq, qi = _int(jwk["dp"], "dp"), _int(jwk["dq"], "dq"), _int(jwk["qi"], "qi")
-    else:
-        p, q = rsa.rsa_recover_prime_factors(n, e, d)
-        dp, dq, qi = rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q)
-    return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n)).private_key()
+def _with_crt_members(members: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7518 §6.3.2 allows a private JWK with ``d`` but without p, q, dp, dq, qi; jwcrypto needs them."""
+    if all(members.get(k) for k in _CRT):
+        return members
+    public = public_key_from_jwk(members).public_numbers()
+    d = int.from_bytes(b64u_decode(members["d"]), "big")
+    p, q = rsa.rsa_recover_prime_factors(public.n, public.e, d)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
+                                    rsa.rsa_crt_iqmp(p, q), public)
+    complete = jwk.JWK.from_pyca(numbers.private_key()).export_private(as_dict=True)
+    return {**members, **{k: complete[k] for k in _CRT}}
 
 
 def load_private_key(source: Path | str, purpose: Purpose, *, where: str, min_bits: int = MIN_BITS) -> PrivateKey:
@@ -155,8 +159,9 @@ def load_private_key(source: Path | str, purpose: Purpose, *, where: str, min_bi
     ``where`` names the source in error messages (a path or ``$VARIABLE``), never the content."""
     try:
         text = source.read_text("utf-8") if isinstance(source, Path) else source
-    except OSError as exc:
-        raise Permanent(f"{purpose} key {where}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise Permanent(f"{purpose} key {where}: cannot read ({reason})") from None
     if isinstance(source, Path):
         try:
             if source.stat().st_mode & 0o077:
@@ -164,17 +169,20 @@ def load_private_key(source: Path | str, purpose: Purpose, *, where: str, min_bi
         except OSError:
             pass
     try:
-        jwk = json.loads(text)
-        key = _private_from_jwk(_checked(jwk, purpose))
+        members = _checked(loads(text, _KEY_LIMITS), purpose)
+        key = jwk.JWK()
+        key.import_key(**_with_crt_members(members))
+        bits = cast(rsa.RSAPrivateKey, key.get_op_key(_OPS[purpose][1])).key_size
+    except JsonRejected as exc:
+        raise Permanent(f"{purpose} key {where}: not acceptable JSON ({exc.title})") from None
     except _KeyProblem as exc:
         raise Permanent(f"{purpose} key {where}: {exc}") from None
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # JSON, base64 or RSA consistency errors
+    except (JWException, ValueError, TypeError, UnsupportedAlgorithm) as exc:  # base64, RSA consistency, key_ops
         raise Permanent(f"{purpose} key {where}: not a usable private JWK ({type(exc).__name__})") from None
-    if key.key_size < min_bits:
-        raise Permanent(f"{purpose} key {where}: {key.key_size} bit, FIT-Connect requires at least {min_bits}")
-    x5c = jwk.get("x5c") if isinstance(jwk.get("x5c"), list) else None
-    kid = str(jwk.get("kid") or "") or thumbprint(jwk)
-    loaded = PrivateKey(key, kid=kid, purpose=purpose, x5c=x5c)
+    if bits < min_bits:
+        raise Permanent(f"{purpose} key {where}: {bits} bit, FIT-Connect requires at least {min_bits}")
+    x5c = members.get("x5c") if isinstance(members.get("x5c"), list) else None
+    loaded = PrivateKey(key, kid=str(members.get("kid") or "") or str(key.thumbprint()), purpose=purpose, x5c=x5c)
     if x5c:
         try:
             verify_certificate_chain(loaded.public_jwk)
@@ -187,20 +195,25 @@ class _KeyProblem(ValueError):
     """A reason worded by us (never containing key material)."""
 
 
-def _checked(jwk: Any, purpose: Purpose) -> dict[str, Any]:
-    if not isinstance(jwk, dict):
+def _checked(members: Any, purpose: Purpose) -> dict[str, Any]:
+    """What jwcrypto leaves to us: the key type, private half and ``alg`` FIT-Connect expects for ``purpose``."""
+    if not isinstance(members, dict):
         raise _KeyProblem("not a JSON object")
-    if jwk.get("kty") != "RSA":
+    if members.get("kty") != "RSA":
         raise _KeyProblem("not an RSA JWK (kty)")
-    if "d" not in jwk:
+    if "d" not in members:
         raise _KeyProblem("a public JWK; the private one (with 'd') is needed")
-    if jwk.get("alg") not in (None, _ALG[purpose]):
-        raise _KeyProblem(f"alg is {jwk.get('alg')!r}, expected {_ALG[purpose]} (encryption and signing key swapped?)")
-    if jwk.get("use") not in (None, _USE[purpose]):
-        raise _KeyProblem(f"use is {jwk.get('use')!r}, expected {_USE[purpose]!r}")
-    if not isinstance(jwk.get("n"), str) or not isinstance(jwk.get("e"), str):
-        raise _KeyProblem("n or e missing")
-    return jwk
+    if members.get("alg") not in (None, _ALG[purpose]):
+        raise _KeyProblem(f"alg is {members.get('alg')!r}, expected {_ALG[purpose]} "
+                          "(encryption and signing key swapped?)")
+    if not isinstance(members.get("kid"), str | None):
+        raise _KeyProblem("kid is not a string")
+    if members.get("use") not in (None, _USE[purpose]):
+        raise _KeyProblem(f"use is {members.get('use')!r}, expected {_USE[purpose]!r}")
+    ops = members.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or _OPS[purpose][1] not in ops):
+        raise _KeyProblem(f"key_ops is {ops!r}, which does not allow {_OPS[purpose][1]!r}")
+    return members
 
 
 def verify_certificate_chain(public_jwk: dict[str, Any], *, trust_anchor: x509.Certificate | None = None,
@@ -265,8 +278,8 @@ def _certificate(subject: str, key: rsa.RSAPublicKey, issuer: x509.Name, issuer_
     return builder.sign(issuer_key, hashes.SHA512())
 
 
-def _write(path: Path, jwk: dict[str, Any], *, private: bool) -> None:
-    data = (json.dumps(jwk, indent=2) + "\n").encode("utf-8")
+def _write(path: Path, jwk_members: dict[str, Any], *, private: bool) -> None:
+    data = (json.dumps(jwk_members, indent=2) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -295,20 +308,16 @@ def generate_destination_keys(out_dir: Path, *, name: str, bits: int = MIN_BITS,
     kids: dict[str, str] = {}
     pairs: tuple[tuple[Purpose, str], ...] = (("encryption", "enc"), ("signing", "sig"))
     for purpose, short in pairs:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-        leaf = _certificate(f"{name} {purpose}", key.public_key(), ca_name, ca_key, ca=False,
+        kid = str(uuid.uuid4())
+        key = jwk.JWK.generate(kty="RSA", size=bits, kid=kid, alg=_ALG[purpose], use=_USE[purpose],
+                               key_ops=[_OPS[purpose][1]])
+        leaf = _certificate(f"{name} {purpose}", public_key_from_jwk(key), ca_name, ca_key, ca=False,
                             purpose=purpose, days=days)
         x5c = [base64.b64encode(leaf.public_bytes(Encoding.DER)).decode("ascii"), ca_b64]
-        kid = str(uuid.uuid4())
-        public = _public_jwk(key.public_key(), kid=kid, purpose=purpose, x5c=x5c)
-        n = key.private_numbers()
-        private = {**public, "key_ops": ["unwrapKey"] if purpose == "encryption" else ["sign"],
-                   "d": _uint(n.d), "p": _uint(n.p), "q": _uint(n.q), "dp": _uint(n.dmp1), "dq": _uint(n.dmq1),
-                   "qi": _uint(n.iqmp)}
-        _write(paths[f"{short}.jwk.json"], private, private=True)
+        public = _public_jwk(key, kid=kid, purpose=purpose, x5c=x5c)
+        _write(paths[f"{short}.jwk.json"], {**public, **key.export_private(as_dict=True), "x5c": x5c}, private=True)
         _write(paths[f"{short}.pub.jwk.json"], public, private=False)
         kids[purpose] = kid
     paths["ca.pem"].write_bytes(ca_cert.public_bytes(Encoding.PEM))
     return KeyFiles(paths["enc.jwk.json"], paths["enc.pub.jwk.json"], paths["sig.jwk.json"],
                     paths["sig.pub.jwk.json"], paths["ca.pem"], kids["encryption"], kids["signing"])
-

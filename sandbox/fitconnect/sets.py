@@ -3,13 +3,12 @@
 A SET is a compact JWS with header ``{"typ": "secevent+jwt", "alg": "PS512", "kid": …}`` and the claims
 ``$schema``, ``jti``, ``iat``, ``iss``, ``sub`` (``submission:<id>``), ``txn`` (``case:<id>``) and ``events``
 (one event URI → its payload). The emulator's signing key (RSA 4096, PS512) is created once per state
-directory and published at ``/.well-known/jwks.json``.
+directory and published at ``/.well-known/jwks.json``. Signing and signature checks are jwcrypto's; a
+subscriber's header and claims are parsed by :mod:`hub.jsonsafe` before jwcrypto sees them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import re
@@ -21,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from jwcrypto import jwk, jws
-from jwcrypto.common import JWException
+from jwcrypto.common import JWException, base64url_decode
 
+from hub.jsonsafe import JsonLimits, JsonRejected, loads
 from sandbox.fitconnect.problem_types import Problem, ProblemType
 
 __all__ = ["ACCEPT", "CREATE", "EVENTS", "REJECT", "SET_SCHEMA", "SUBMIT", "ServerKey", "SubscriberEvent",
@@ -36,6 +36,9 @@ SUBMIT = EVENTS + "submit-submission"
 ACCEPT = EVENTS + "accept-submission"
 REJECT = EVENTS + "reject-submission"
 _CLOCK_SKEW = 300  # seconds a subscriber's iat may lie in the future
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+#: a subscriber's SET: a reject with a few problems, or an accept with the tags of up to 100 attachments
+_SET_LIMITS = JsonLimits(max_bytes=256 * 1024, max_depth=16, max_number_chars=40, max_string_chars=64 * 1024)
 
 
 def authentication_tag(compact_jwe: str) -> str:
@@ -56,7 +59,7 @@ class ServerKey:
         if path.exists():
             return cls(jwk.JWK.from_json(path.read_text("utf-8")))
         key = seed if seed is not None else jwk.JWK.generate(kty="RSA", size=4096)
-        data = json.loads(key.export_private())
+        data = key.export_private(as_dict=True)
         data.setdefault("kid", key.thumbprint())
         data.update(alg="PS512", use="sig")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -65,7 +68,7 @@ class ServerKey:
         return cls(jwk.JWK(**data))
 
     def public_jwk(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self._key.export_public())
+        data: dict[str, Any] = self._key.export_public(as_dict=True)
         data.update(kid=self.kid, alg="PS512", use="sig", key_ops=["verify"])
         return data
 
@@ -94,9 +97,12 @@ class SubscriberEvent:
 
 def _b64json(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise Problem(ProblemType.INVALID_REQUEST, f"the {what} of the token is not base64url JSON") from exc
+        value = loads(base64url_decode(segment), _SET_LIMITS)
+    except JsonRejected as exc:
+        raise Problem(ProblemType.INVALID_REQUEST, f"the {what} of the token is not acceptable JSON: "
+                                                   f"{exc.detail}") from exc
+    except ValueError as exc:
+        raise Problem(ProblemType.INVALID_REQUEST, f"the {what} of the token is not base64url") from exc
     if not isinstance(value, dict):
         raise Problem(ProblemType.INVALID_REQUEST, f"the {what} of the token is not a JSON object")
     return value
@@ -114,7 +120,7 @@ def verify_subscriber_set(token: str, *, case_id: str, destination_id: str, sign
     Whether the named submission belongs to the case and may change status is the caller's business.
     """
     parts = token.split(".")
-    if len(parts) != 3 or not all(re.fullmatch(r"[A-Za-z0-9_-]*", p) for p in parts):
+    if len(parts) != 3 or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise Problem(ProblemType.INVALID_REQUEST, "the body is not a compact JWS (three base64url segments)")
     header = _b64json(parts[0], "header")
     claims = _b64json(parts[1], "payload")
@@ -129,6 +135,7 @@ def verify_subscriber_set(token: str, *, case_id: str, destination_id: str, sign
         raise Problem(ProblemType.SET_SIGNATURE_INVALID, "the token carries no signature")
     try:
         verifier = jws.JWS()
+        verifier.allowed_algs = ["PS512"]
         verifier.deserialize(token)
         verifier.verify(jwk.JWK(**{k: v for k, v in signature_jwk.items() if k != "key_ops"}), alg="PS512")
     except JWException as exc:

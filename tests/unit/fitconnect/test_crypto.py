@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jwcrypto.common import base64url_encode
 
 from channels.fitconnect.crypto import DecryptionFailed, PlaintextTooLarge, decrypt_compact, decrypt_file
-from channels.fitconnect.keys import KeyFiles, PrivateKey, load_private_key
+from channels.fitconnect.keys import KeyFiles, PrivateKey, b64u_decode, load_private_key
 from tests.fitconnect_sender import encrypt, flip_ciphertext
 
 
@@ -62,12 +63,10 @@ def test_tampered_ciphertext_fails_the_tag(key: PrivateKey, enc_public: dict[str
 
 
 def test_tampered_header_fails_the_tag(key: PrivateKey, enc_public: dict[str, Any]) -> None:
-    from channels.fitconnect.keys import b64u_decode, b64u_encode
-
     parts = encrypt(enc_public, b"hello").split(".")
     header = json.loads(b64u_decode(parts[0]))
     header["cty"] = "application/xml"  # AAD covers the header
-    parts[0] = b64u_encode(json.dumps(header).encode())
+    parts[0] = base64url_encode(json.dumps(header))
     with pytest.raises(DecryptionFailed, match="authentication tag"):
         decrypt_compact(".".join(parts), [key], max_plaintext=LIMIT)
 
