@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub import migrate
+from hub import migrate, sealing
 from hub.db import DatabaseProblem, describe, make_engine
 from hub.routing import RuleHolder, RulesError, RuleSet, load_rules
 from xhub.config import ConfigError, HubConfig, config_path, load_config
@@ -91,7 +91,7 @@ def engine(*, read_only: bool = False) -> Engine:
             raise SchemaOutdated(f"the database schema is at {current or 'nothing (an empty database)'}, this hub "
                                  f"needs {head}: run `xhub db upgrade`")
         return opened
-    except (DatabaseProblem, SchemaOutdated) as exc:
+    except (DatabaseProblem, SchemaOutdated, sealing.SealingError) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(describe(exc, url))
