@@ -20,7 +20,8 @@ from sqlalchemy import Engine, select, update
 from hub import retention, sealing, store
 from hub.blobs import BlobStore
 from hub.housekeeping import housekeeping_loops
-from hub.models import Message, MessagePart, utcnow
+from hub.models import Event, Message, MessagePart, utcnow
+from hub.redact import redact
 from hub.statemachine import Status
 from tests.personal_data import find_personal_data, personal_strings
 from tests.support import XBAU_VALID, hub_config, wait_for
@@ -223,6 +224,30 @@ def test_rotation_reseals_while_messages_flow(engine: Engine, db_url: str, tmp_p
         assert sealing.rewrap_batch(engine, config.storage.blob_dir).resealed == 0  # nothing left to do
     finally:
         sealing.install(engine, None)
+
+
+def test_a_rejected_message_leaves_no_document_value_in_clear(engine: Engine, sealed: HubConfig) -> None:
+    """Validation messages quote the offending value; what the hub stores in clear (the event, last_error) does not."""
+    mid = _accept(engine, _payload().replace(b'standard="XBau-Kernmodul"', b'standard="Tibor Pick"', 1))
+    make_worker(sealed, engine).run(exit_when_idle=True)
+    message = store.get(engine, mid)
+    assert message is not None and message.status == "rejected"
+    assert message.last_error is not None and "The value '…' does not match the fixed value" in message.last_error
+    with engine.connect() as conn:
+        clear = [str(v) for v in conn.execute(select(Message)).one()] + [
+            str(tuple(r)) for r in conn.execute(select(Event))]
+    assert not any("Tibor" in text or "Musterfrau" in text for text in clear)
+    assert "attribute 'standard'" in message.last_error  # where the problem is stays
+
+
+def test_redact_keeps_the_schema_and_hides_the_value() -> None:
+    assert redact("Element 'geburtsdatum': '12.10.1965' is not a valid value of the atomic type 'xs:date'.") == \
+        "Element 'geburtsdatum': '…' is not a valid value of the atomic type 'xs:date'."
+    assert redact("Element 'n': [facet 'pattern'] The value 'O'Brien' is not accepted by the pattern '[A-Z]+'.") \
+        == "Element 'n': [facet 'pattern'] The value '…' is not accepted by the pattern '[A-Z]+'."
+    assert redact("No match found for key-sequence ['4711'] of keyref 'k'.") == \
+        "No match found for key-sequence […] of keyref 'k'."
+    assert redact("code '002' is not in code list urn:x") == "code '002' is not in code list urn:x"
 
 
 # --------------------------------------------------------------------------------------------------
