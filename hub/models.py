@@ -77,7 +77,8 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(40))
     sender: Mapped[str] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    sender_reference: Mapped[str | None] = mapped_column(String(255))
+    sender_reference: Mapped[str | None] = mapped_column(
+        Text, comment="the sender's own reference (up to 255 characters); sealed (hub.sealing) with a master key")
     external_id: Mapped[str | None] = mapped_column(
         String(64), comment="the channel's own id of the message (a submission id); unique per channel"
     )

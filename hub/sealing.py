@@ -54,7 +54,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from hub.configfile import FileProblem, read_text
 from hub.errors import Permanent
-from hub.models import DataKey, MessagePart, utcnow
+from hub.models import DataKey, Message, MessagePart, utcnow
 
 __all__ = [
     "BLOB_MAGIC",
@@ -273,6 +273,29 @@ class Keyring:
                            "message's)", detail={"part": part_no}) from None
 
 
+    def seal_text(self, text: str, message_id: uuid.UUID, column: str) -> str:
+        key_id = self.current_id()
+        nonce = os.urandom(12)
+        sealed = nonce + self.key(key_id).encrypt(nonce, text.encode(), _text_aad(message_id, column, key_id))
+        return f"{TEXT_PREFIX}{key_id}:{base64.urlsafe_b64encode(sealed).decode('ascii')}"
+
+    def open_text(self, value: str, message_id: uuid.UUID, column: str) -> str:
+        try:
+            key_text, data = value[len(TEXT_PREFIX):].split(":", 1)
+            key_id, raw = int(key_text), base64.urlsafe_b64decode(data)
+            return self.key(key_id).decrypt(raw[:12], raw[12:], _text_aad(message_id, column, key_id)).decode()
+        except (ValueError, binascii.Error, InvalidTag):
+            raise Tampered(f"{column} of message {message_id} does not authenticate (damaged, or not this "
+                           "message's)") from None
+
+
+def text_key_id(value: str | None) -> int | None:
+    if value is None or not value.startswith(TEXT_PREFIX):
+        return None
+    head = value[len(TEXT_PREFIX):].split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 # --------------------------------------------------------------------------------------------------
 # The engine's keyring
 
@@ -315,6 +338,35 @@ def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
                              "configured ([storage] master_key_file or XHUB_MASTER_KEY)")
     part.body = keyring.open(bytes(part.body), part.message_id, part.part_no, part.key_id)
     return part
+
+
+# --------------------------------------------------------------------------------------------------
+# Short texts in message columns (the sender's reference): "xs1:<key id>:<base64url(nonce, ciphertext, tag)>"
+
+TEXT_PREFIX = "xs1:"
+NO_KEY_TEXT = "(encrypted; no master key configured)"
+
+
+def _text_aad(message_id: uuid.UUID, column: str, key_id: int) -> bytes:
+    return f"xoev-hub message {message_id} {column} key {key_id}".encode()
+
+
+def seal_text(bind: Engine | Connection, text: str | None, message_id: uuid.UUID, column: str) -> str | None:
+    keyring = keyring_of(bind)
+    if text is None or keyring is None:
+        return text
+    return keyring.seal_text(text, message_id, column)
+
+
+def open_text(bind: Engine | Connection, value: str | None, message_id: uuid.UUID, column: str) -> str | None:
+    """The plain text of a sealed column value; a plain (old) value as it is; without a keyring a marker that
+    says so (a look at a message never fails for want of the key; its payload does)."""
+    if value is None or not value.startswith(TEXT_PREFIX):
+        return value
+    keyring = keyring_of(bind)
+    if keyring is None:
+        return NO_KEY_TEXT
+    return keyring.open_text(value, message_id, column)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -420,6 +472,7 @@ def rewrap_batch(engine: Engine, blob_root: Path | None, limit: int = 200) -> Re
                             .where(stale, MessagePart.body.is_not(None) | MessagePart.blob_path.is_not(None))
                             .order_by(MessagePart.message_id, MessagePart.part_no).limit(limit)).all()
     report.remaining = len(rows) == limit
+    report.resealed += _reseal_texts(engine, keyring, current, limit)
     for message_id, part_no, key_id, blob_path in rows:
         if blob_path is not None:
             if blob_root is not None and _reseal_blob(engine, keyring, blob_root, message_id, part_no, key_id,
@@ -432,6 +485,25 @@ def rewrap_batch(engine: Engine, blob_root: Path | None, limit: int = 200) -> Re
         else:
             report.skipped += 1
     return report
+
+
+def _reseal_texts(engine: Engine, keyring: Keyring, current: int, limit: int) -> int:
+    """Sender references not sealed with the current key (plain ones included), re-sealed; guarded by the old
+    value, so a concurrent change wins."""
+    done = 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(Message.id, Message.sender_reference).where(
+            Message.sender_reference.is_not(None),
+            Message.sender_reference.not_like(f"{TEXT_PREFIX}{current}:%")).limit(limit)).all()
+    for message_id, old in rows:
+        if old is None:
+            continue
+        plain = keyring.open_text(old, message_id, "sender_reference") if old.startswith(TEXT_PREFIX) else old
+        with engine.begin() as conn:
+            done += conn.execute(update(Message).where(Message.id == message_id, Message.sender_reference == old)
+                                 .values(sender_reference=keyring.seal_text(plain, message_id, "sender_reference"))
+                                 ).rowcount
+    return done
 
 
 def _reseal_row(engine: Engine, keyring: Keyring, message_id: uuid.UUID, part_no: int, key_id: int | None,

@@ -113,7 +113,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         "channel": new.channel,
         "sender": new.sender,
         "idempotency_key": new.idempotency_key,
-        "sender_reference": new.sender_reference,
+        "sender_reference": sealing.seal_text(engine, new.sender_reference, message_id, "sender_reference"),
         "content_type": new.parts[0].content_type,
         "payload_size": len(body),
         "payload_sha256": digest,
@@ -142,7 +142,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         if existing is None:
             raise
         return _replay(existing, digest), False
-    return Message(**values), True
+    return Message(**{**values, "sender_reference": new.sender_reference}), True
 
 
 def _part_row(engine: Engine, message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
@@ -169,13 +169,19 @@ def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:
             Message.idempotency_key == new.idempotency_key,
         ),
     )
-    return message
+    return None if message is None else _opened(engine, message)
 
 
 def _replay(existing: Message, digest: str) -> Message:
     if existing.payload_sha256 != digest:
         raise IdempotencyConflict(existing.id)
     return existing
+
+
+def _opened(bind: Engine | Connection, message: Message) -> Message:
+    """``message`` with its sealed columns opened (:mod:`hub.sealing`); the entities here are detached copies."""
+    message.sender_reference = sealing.open_text(bind, message.sender_reference, message.id, "sender_reference")
+    return message
 
 
 def _all(bind: Engine | Connection, stmt: Select[Any]) -> list[Any]:
@@ -193,7 +199,7 @@ def _first(bind: Engine | Connection, stmt: Select[Any]) -> Any:
 
 def get(bind: Engine | Connection, message_id: uuid.UUID) -> Message | None:
     message: Message | None = _first(bind, select(Message).where(Message.id == message_id))
-    return message
+    return None if message is None else _opened(bind, message)
 
 
 def payload(bind: Engine | Connection, message_id: uuid.UUID) -> list[MessagePart]:
@@ -238,7 +244,7 @@ def list_messages(
         stmt = stmt.where(Message.sender == sender)
     if before:
         stmt = stmt.where(Message.created_at < before)
-    return _all(engine, stmt)
+    return [_opened(engine, m) for m in _all(engine, stmt)]
 
 
 def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[tuple[str, str | None]]) -> None:

@@ -75,12 +75,16 @@ def open_engine(config: HubConfig) -> Engine:
     return engine
 
 
-def install_keyring(config: HubConfig, engine: Engine, env: dict[str, str] | None = None) -> sealing.Keyring | None:
+def install_keyring(config: HubConfig, engine: Engine, env: dict[str, str] | None = None, *,
+                    reading_only: bool = False) -> sealing.Keyring | None:
     """Seal what ``engine`` stores with the configured master key (``[storage] master_key_file``, else
     ``XHUB_MASTER_KEY``). A wrong master key stops here, before anything is read; so does a database holding
     sealed data without any key, and ``encryption = "required"`` without one. Raises
-    :class:`hub.sealing.SealingError` (one line)."""
+    :class:`hub.sealing.SealingError` (one line). ``reading_only`` (a command that only looks): without a key,
+    nothing is installed and nothing is refused; sealed values show as such."""
     master = sealing.load_master_key(config.storage.master_key_file, os.environ if env is None else env)
+    if master is None and reading_only:
+        return None
     if master is None:
         if config.storage.encryption == "required":
             raise sealing.KeyUnavailable('[storage] encryption = "required", but no master key is configured: set '

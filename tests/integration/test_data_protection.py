@@ -109,6 +109,32 @@ def test_payload_and_blob_are_sealed_at_rest_and_read_back(engine: Engine, seale
     assert (tmp_path / "outbox" / f"xhub-{mid}-outbox.xml").read_bytes() == _payload()
 
 
+def test_the_senders_reference_is_sealed_too(engine: Engine, sealed: HubConfig, tmp_path: Path) -> None:
+    reference = "Az. 4711/2026 Musterfrau, Erika"
+    message, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
+        store.Part("payload", "application/xml", _payload())], sender_reference=reference, idempotency_key="k1"),
+        actor="sender:portal")
+    assert message.sender_reference == reference
+    with engine.connect() as conn:
+        raw = conn.execute(select(Message.sender_reference).where(Message.id == message.id)).scalar_one()
+    assert raw.startswith(sealing.TEXT_PREFIX) and "Musterfrau" not in raw
+    got = store.get(engine, message.id)
+    assert got is not None and got.sender_reference == reference
+    assert store.list_messages(engine)[0].sender_reference == reference
+    again, created = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
+        store.Part("payload", "application/xml", _payload())], sender_reference=reference, idempotency_key="k1"),
+        actor="sender:portal")
+    assert not created and again.sender_reference == reference  # the replay answers with the plain reference
+    other = _accept(engine, _payload(9))
+    with engine.begin() as conn:  # copied onto another message: refused, not shown
+        conn.execute(update(Message).where(Message.id == other).values(sender_reference=raw))
+    with pytest.raises(sealing.Tampered, match="sender_reference of message"):
+        store.get(engine, other)
+    sealing.install(engine, None)
+    shown = store.get(engine, message.id)
+    assert shown is not None and shown.sender_reference == sealing.NO_KEY_TEXT
+
+
 def test_a_sealed_row_or_blob_copied_to_another_message_does_not_open(engine: Engine, sealed: HubConfig,
                                                                       tmp_path: Path) -> None:
     blobs = BlobStore(sealed.storage.blob_dir)
@@ -119,6 +145,12 @@ def test_a_sealed_row_or_blob_copied_to_another_message_does_not_open(engine: En
     with pytest.raises(sealing.Tampered, match=f"message {second} does not authenticate"):
         store.payload(engine, second)
     assert store.payload(engine, first)[0].body == _payload(1)
+    make_worker(sealed, engine).run(exit_when_idle=True)
+    swapped, kept = store.get(engine, second), store.get(engine, first)
+    assert swapped is not None and swapped.status == "dead"  # for a human to look at, never delivered
+    assert f"part 0 of message {second} does not authenticate" in (swapped.last_error or "")
+    assert kept is not None and kept.status == "acknowledged"
+    assert not (tmp_path / "outbox" / f"xhub-{second}-outbox.xml").exists()
 
     upload, _ = _pdf(tmp_path, 2 * sealing.SEGMENT)  # an exact multiple: the last segment is empty
     with_blob = _accept(engine, _payload(3), attachment=upload, blobs=blobs)
@@ -187,6 +219,11 @@ def test_rotation_reseals_while_messages_flow(engine: Engine, db_url: str, tmp_p
     assert keyring is not None
     try:
         first = [_accept(engine, _payload(10 + i)) for i in range(10)]
+        with engine.begin() as conn:  # a plain reference from before, and a sealed one
+            conn.execute(update(Message).where(Message.id == legacy[0]).values(sender_reference="Az. Pick"))
+        referenced, _ = store.accept(engine, store.NewMessage("memmingen", "rest", "portal", [
+            store.Part("payload", "application/xml", _payload(99))], sender_reference="Az. Tibor"),
+            actor="sender:portal")
         old_key = keyring.current_id()
         stop = threading.Event()
         worker = make_worker(config, engine, stop=stop)
@@ -214,6 +251,12 @@ def test_rotation_reseals_while_messages_flow(engine: Engine, db_url: str, tmp_p
         with engine.connect() as conn:
             keys = set(conn.execute(select(MessagePart.key_id)).scalars())
         assert keys == {new_key}  # every part, the plain ones included, now sealed with the new key
+        with engine.connect() as conn:
+            refs = dict(conn.execute(select(Message.id, Message.sender_reference)
+                                     .where(Message.sender_reference.is_not(None))).all())
+        assert {sealing.text_key_id(v) for v in refs.values()} == {new_key}
+        assert store.get(engine, legacy[0]).sender_reference == "Az. Pick"  # type: ignore[union-attr]
+        assert store.get(engine, referenced.id).sender_reference == "Az. Tibor"  # type: ignore[union-attr]
         for n, mid in enumerate(ids):
             body = store.payload(engine, mid)[0].body
             assert body is not None and SECRET.encode() in body

@@ -19,7 +19,7 @@ from hub import migrate, sealing
 from hub.db import DatabaseProblem, describe, make_engine
 from hub.routing import RuleHolder, RulesError, RuleSet, load_rules
 from xhub.config import ConfigError, HubConfig, config_path, load_config
-from xhub.runtime import SchemaOutdated, open_engine
+from xhub.runtime import SchemaOutdated, install_keyring, open_engine
 
 __all__ = ["close", "config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
 
@@ -90,6 +90,7 @@ def engine(*, read_only: bool = False) -> Engine:
             opened.dispose()
             raise SchemaOutdated(f"the database schema is at {current or 'nothing (an empty database)'}, this hub "
                                  f"needs {head}: run `xhub db upgrade`")
+        install_keyring(cfg, opened, reading_only=True)
         return opened
     except (DatabaseProblem, SchemaOutdated, sealing.SealingError) as exc:
         fail(str(exc))
