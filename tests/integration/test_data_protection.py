@@ -293,6 +293,20 @@ def test_redact_keeps_the_schema_and_hides_the_value() -> None:
     assert redact("code '002' is not in code list urn:x") == "code '002' is not in code list urn:x"
 
 
+def test_fitconnect_metadata_problems_do_not_quote_values() -> None:
+    """Metadata schema problems are stored with a refused submission and sent back: no values in them."""
+    import jsonschema
+
+    from channels.fitconnect.metadata import _short
+
+    schema = {"type": "object", "required": ["b"],
+              "properties": {"a": {"type": "integer"}, "mail": {"pattern": "^[^@]+@example\\.org$"}}}
+    found = [_short(e) for e in jsonschema.Draft202012Validator(schema).iter_errors(
+        {"a": "Erika", "mail": "musterfrau@example.com"})]
+    assert sorted(found) == ['pattern: erwartet "^[^@]+@example\\\\.org$"', "required: 'b' is a required property",
+                             'type: erwartet "integer"']
+
+
 # --------------------------------------------------------------------------------------------------
 # Retention
 
