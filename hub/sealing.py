@@ -242,6 +242,27 @@ class Keyring:
             self._current = (key_id, time.monotonic())
         return key_id
 
+    def change_master(self, new: MasterKey) -> int:
+        """Wrap every data key with ``new`` instead (one transaction); returns how many. Processes running now
+        keep their unwrapped keys; every process started afterwards needs ``new``."""
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(DataKey.id).order_by(DataKey.id)).scalars())
+        raws = {key_id: self._raw(key_id) for key_id in ids}
+        with self.engine.begin() as conn:
+            for key_id, raw in raws.items():
+                nonce = os.urandom(12)
+                conn.execute(update(DataKey).where(DataKey.id == key_id, DataKey.master == self.master.fingerprint)
+                             .values(wrapped=nonce + AESGCM(new.key).encrypt(nonce, raw, _wrap_aad(key_id)),
+                                     master=new.fingerprint))
+        self.master = new
+        return len(raws)
+
+    def _raw(self, key_id: int) -> bytes:
+        with self.engine.connect() as conn:
+            wrapped = conn.execute(select(DataKey.wrapped).where(DataKey.id == key_id)).scalar_one()
+        self.key(key_id)  # the checks and their messages
+        return AESGCM(self.master.key).decrypt(bytes(wrapped)[:12], bytes(wrapped)[12:], _wrap_aad(key_id))
+
     def _create(self) -> int:
         raw = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(12)

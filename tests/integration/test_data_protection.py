@@ -436,6 +436,16 @@ def test_cli_keys_and_purge(tmp_path: Path, sqlite_url: str) -> None:
     shown = _xhub(cfg, "messages", "show", str(mid))
     assert "purged" in shown.stdout and "cli:" in shown.stdout
 
+    new_key = tmp_path / "new.key"
+    sealing.MasterKey.write_new(new_key)
+    changed = _xhub(cfg, "keys", "rotate-master-key", str(new_key))
+    assert changed.returncode == 0 and "2 data key(s) now wrapped by master key" in changed.stdout, changed.stderr
+    stale = _xhub(cfg, "keys", "reseal")  # still configured with the old key: refused, with both fingerprints
+    assert stale.returncode == 2 and "was wrapped by master key" in stale.stderr and "Traceback" not in stale.stderr
+    cfg.write_text(cfg.read_text().replace(str(key), str(new_key)))
+    key = new_key
+    assert _xhub(cfg, "keys", "reseal").returncode == 0
+
     loose = tmp_path / "loose.key"
     loose.write_text(key.read_text())
     loose.chmod(0o640)

@@ -25,6 +25,7 @@ from xhub.cli.dataprotection import (
     keys_new_master_key,
     keys_reseal,
     keys_rotate_data_key,
+    keys_rotate_master_key,
     keys_status,
     messages_purge,
 )
@@ -56,6 +57,7 @@ app.add_typer(fitconnect_app, name="fitconnect")
 keys_app.info.help = "Keys: FIT-Connect destinations' key pairs, and the master and data keys of encryption at rest."
 keys_app.command("new-master-key")(keys_new_master_key)
 keys_app.command("rotate-data-key")(keys_rotate_data_key)
+keys_app.command("rotate-master-key")(keys_rotate_master_key)
 keys_app.command("reseal")(keys_reseal)
 keys_app.command("status")(keys_status)
 app.add_typer(keys_app, name="keys")

@@ -19,7 +19,8 @@ from hub.db import describe
 from hub.models import DataKey, MessagePart
 from xhub.cli import common
 
-__all__ = ["keys_new_master_key", "keys_reseal", "keys_rotate_data_key", "keys_status", "messages_purge"]
+__all__ = ["keys_new_master_key", "keys_reseal", "keys_rotate_data_key", "keys_rotate_master_key", "keys_status",
+           "messages_purge"]
 
 
 def _keyring() -> tuple[sealing.Keyring, Engine]:
@@ -58,11 +59,29 @@ def keys_rotate_data_key(
     keyring, _ = _keyring()
     try:
         key_id = keyring.rotate()
-    except (sealing.SealingError, SQLAlchemyError) as exc:
-        common.fail(str(exc) if isinstance(exc, sealing.SealingError) else describe(exc, ""))
+    except SQLAlchemyError as exc:
+        common.fail(describe(exc, ""))
     typer.echo(f"data key {key_id} is now current (master key {keyring.master.fingerprint})")
     if reseal:
         keys_reseal()
+
+
+def keys_rotate_master_key(
+    new_key_file: Annotated[Path, typer.Argument(help="the new master key (a 0600 file from `xhub keys "
+                                                      "new-master-key`)")],
+) -> None:
+    """Wrap the data keys with a new master key (the stored records stay as they are). Then point [storage]
+    master_key_file (or XHUB_MASTER_KEY) at the new key and restart the hub's processes; the old key can go."""
+    keyring, _ = _keyring()
+    try:
+        new = sealing.MasterKey.from_file(new_key_file)
+        count = keyring.change_master(new)
+    except sealing.SealingError as exc:
+        common.fail(str(exc))
+    except SQLAlchemyError as exc:
+        common.fail(describe(exc, ""))
+    typer.echo(f"{count} data key(s) now wrapped by master key {new.fingerprint}; configure {new_key_file} and "
+               "restart every hub process")
 
 
 def keys_reseal(
