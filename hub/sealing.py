@@ -366,6 +366,7 @@ def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
 
 TEXT_PREFIX = "xs1:"
 NO_KEY_TEXT = "(encrypted; no master key configured)"
+DAMAGED_TEXT = "(encrypted; does not authenticate: damaged, or not this message's)"
 
 
 def _text_aad(message_id: uuid.UUID, column: str, key_id: int) -> bytes:
@@ -380,14 +381,19 @@ def seal_text(bind: Engine | Connection, text: str | None, message_id: uuid.UUID
 
 
 def open_text(bind: Engine | Connection, value: str | None, message_id: uuid.UUID, column: str) -> str | None:
-    """The plain text of a sealed column value; a plain (old) value as it is; without a keyring a marker that
-    says so (a look at a message never fails for want of the key; its payload does)."""
+    """The plain text of a sealed column value; a plain (old) value as it is; without a keyring, or when it does
+    not authenticate, a marker that says so (such a column is only shown: a look at a message never fails for
+    it, and the message's processing does not either; its payload is what cannot be read without the key)."""
     if value is None or not value.startswith(TEXT_PREFIX):
         return value
     keyring = keyring_of(bind)
     if keyring is None:
         return NO_KEY_TEXT
-    return keyring.open_text(value, message_id, column)
+    try:
+        return keyring.open_text(value, message_id, column)
+    except Tampered as exc:  # a reference is shown, not processed: say so, and let the message go on
+        log.error("%s", exc)
+        return DAMAGED_TEXT
 
 
 # --------------------------------------------------------------------------------------------------
@@ -521,7 +527,11 @@ def _reseal_texts(engine: Engine, keyring: Keyring, current: int, limit: int) ->
     for message_id, old in rows:
         if old is None:
             continue
-        plain = keyring.open_text(old, message_id, "sender_reference") if old.startswith(TEXT_PREFIX) else old
+        try:
+            plain = keyring.open_text(old, message_id, "sender_reference") if old.startswith(TEXT_PREFIX) else old
+        except Tampered as exc:  # left as it is (shown as damaged); the others go on
+            log.error("re-seal: %s", exc)
+            continue
         with engine.begin() as conn:
             done += conn.execute(update(Message).where(Message.id == message_id, Message.sender_reference == old)
                                  .values(sender_reference=keyring.seal_text(plain, message_id, "sender_reference"))

@@ -128,8 +128,8 @@ def test_the_senders_reference_is_sealed_too(engine: Engine, sealed: HubConfig, 
     other = _accept(engine, _payload(9))
     with engine.begin() as conn:  # copied onto another message: refused, not shown
         conn.execute(update(Message).where(Message.id == other).values(sender_reference=raw))
-    with pytest.raises(sealing.Tampered, match="sender_reference of message"):
-        store.get(engine, other)
+    copied = store.get(engine, other)
+    assert copied is not None and copied.sender_reference == sealing.DAMAGED_TEXT
     sealing.install(engine, None)
     shown = store.get(engine, message.id)
     assert shown is not None and shown.sender_reference == sealing.NO_KEY_TEXT
