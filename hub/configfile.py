@@ -210,6 +210,10 @@ def _origin(loc: tuple[str | int, ...], origins: Mapping[tuple[str, ...], str]) 
 
 Loc = tuple[str | int, ...]
 
+#: ``*_file`` keys that stay file names: the file is read by its user, with its own checks (the master key's
+#: mode, :mod:`hub.sealing`), and its content never enters the configuration.
+PATH_KEYS = frozenset({"master_key_file"})
+
 
 def read_secret_files(node: Any, path: Loc, origins: dict[tuple[str, ...], str],
                        where: Callable[[Loc], str]) -> Any:
@@ -224,7 +228,7 @@ def read_secret_files(node: Any, path: Loc, origins: dict[tuple[str, ...], str],
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key.endswith("_file") and isinstance(value, str) and key != "_file":
+        if key.endswith("_file") and isinstance(value, str) and key != "_file" and key not in PATH_KEYS:
             plain, key_loc = key[: -len("_file")], (*path, key)
             origin = origins.get(_strs(key_loc)) or where(key_loc)
             if plain in node:

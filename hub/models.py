@@ -77,7 +77,8 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(40))
     sender: Mapped[str] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    sender_reference: Mapped[str | None] = mapped_column(String(255))
+    sender_reference: Mapped[str | None] = mapped_column(
+        Text, comment="the sender's own reference (up to 255 characters); sealed (hub.sealing) with a master key")
     external_id: Mapped[str | None] = mapped_column(
         String(64), comment="the channel's own id of the message (a submission id); unique per channel"
     )
@@ -112,6 +113,7 @@ class Message(Base):
         UniqueConstraint("channel", "external_id"),
         Index("ix_messages_due", "status", "next_attempt_at"),
         Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_status_updated_at", "status", "updated_at"),  # retention finds ended messages by age
     )
 
 
@@ -131,6 +133,22 @@ class MessagePart(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes | None] = mapped_column(LargeBinary, comment="the bytes, unless they are in the blob store")
     blob_path: Mapped[str | None] = mapped_column(String(500), comment="large parts: file in the blob store")
+    key_id: Mapped[int | None] = mapped_column(
+        Integer, comment="the data key that sealed body or blob (hub.sealing); NULL: stored plain")
+
+
+class DataKey(Base):
+    """A data key of :mod:`hub.sealing`, wrapped (AES-GCM) by the master key whose fingerprint is ``master``.
+
+    The newest one seals new records; older ones are retired by a rotation and kept while records use them."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary, comment="nonce + AES-GCM(master key, data key)")
+    master: Mapped[str] = mapped_column(String(16), comment="fingerprint of the master key that wraps it")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="replaced by a newer key then")
 
 
 class Event(Base):

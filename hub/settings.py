@@ -15,12 +15,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from hub.jsonsafe import JsonLimits
 from hub.xmlsafe import XmlLimits
 
-__all__ = ["ApiConfig", "CircuitConfig", "DatabaseConfig", "LimitsConfig", "OperatorConfig", "RetryConfig",
+__all__ = ["ApiConfig", "CircuitConfig", "DatabaseConfig", "LimitsConfig", "OperatorConfig", "RetentionConfig",
+           "RetentionPeriods", "RetryConfig",
            "RouteConfig", "RouteMatch", "SenderConfig", "Settings", "StorageConfig", "TargetConfig", "TargetName",
            "TargetRef", "WorkerConfig"]
 
@@ -36,7 +46,57 @@ class DatabaseConfig(_Model):
 
 
 class StorageConfig(_Model):
+    """Where message bytes are kept, and how they are sealed (docs/data-protection.md)."""
+
     blob_dir: Path = Field(Path("var/blobs"), description="large message parts (attachments) as files")
+    master_key_file: Path | None = Field(
+        None, description="the master key: a file of mode 0600 holding 32 bytes as base64 (`xhub keys "
+        "new-master-key`); unset: the environment variable XHUB_MASTER_KEY, if set")
+    encryption: Literal["auto", "required"] = Field(
+        "auto", description="auto: payloads, attachments and blobs are sealed (AES-256-GCM) when a master key is "
+        "configured, stored plain (with a warning) when not; required: the hub does not start without one")
+    rewrap_interval_seconds: float = Field(
+        60.0, gt=0, description="how often each worker process looks for records of older data keys (and plain "
+        "ones) to re-seal with the current key")
+
+
+_DURATION = re.compile(r"^(\d{1,6})\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(value: Any) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    text = str(value).strip().lower()
+    if text == "never":
+        return None
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError('a period like "30d", "12h", "2w" (s, m, h, d, w), or "never"')
+    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+
+
+Period = Annotated[timedelta | None, BeforeValidator(_duration)]
+
+
+class RetentionPeriods(_Model):
+    """How long payloads and attachments are kept once a message has ended ("never": kept). Unset in a tenant's
+    or a route's table: the general value applies."""
+
+    delivered: Period = Field(None, description="after the message was delivered (and answered, where the "
+                              "channel answers: status acknowledged)")
+    rejected: Period = Field(None, description="after the message was rejected")
+    dead: Period = Field(None, description="after the message went dead (an operator can requeue it until then)")
+
+
+class RetentionConfig(RetentionPeriods):
+    """``[retention]``: the general periods, ``[retention.tenants.<tenant>]`` and ``[retention.routes.<route>]``
+    override them (a route's value wins over its tenant's, a tenant's over the general one)."""
+
+    tenants: dict[str, RetentionPeriods] = Field(default_factory=dict)
+    routes: dict[str, RetentionPeriods] = Field(default_factory=dict)
+    interval_seconds: float = Field(300.0, gt=0, description="how often each worker process runs the purge")
+    batch_size: int = Field(100, ge=1, le=10000, description="messages purged per transaction")
 
 
 class ApiConfig(_Model):
@@ -247,6 +307,7 @@ class Settings(_Model):
     limits: LimitsConfig = LimitsConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
+    retention: RetentionConfig = RetentionConfig()
     rules_dir: Path = Field(Path("mappings"), description="routes.toml and mapping folders")
     schema_dir: Path = Field(Path("var/schemas"), description="operator-installed bundles (`xhub schemas add`); "
                              "they come after the bundles shipped in xsd/ and override them")

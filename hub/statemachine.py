@@ -15,6 +15,9 @@ The happy path::
             rejected   (can never be processed; terminal)
             dead       (retry budget spent, or no route; an operator can requeue)
 
+    acknowledged | rejected | dead ──► purged   (retention removed payload and attachments; the row and its
+                                                 events stay as the tombstone, hub.retention)
+
 A message's columns change only through :class:`Transition`: its named attributes for the retry and lease
 bookkeeping, and ``fields`` for what the stages learn (:data:`FIELDS`, a whitelist checked when the
 transition is built, so nothing can slip a ``status`` or a lease past the guard).
@@ -74,6 +77,7 @@ class Status(enum.StrEnum):
     RETRY_WAIT = "retry_wait"
     REJECTED = "rejected"
     DEAD = "dead"
+    PURGED = "purged"
 
 
 S = Status
@@ -90,12 +94,13 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.RETRY_WAIT: frozenset({*_WORK, S.DEAD}),
     S.REJECTED: frozenset({*_WORK, S.RETRY_WAIT}),
     S.DEAD: frozenset({*_WORK, S.RETRY_WAIT}),
+    S.PURGED: frozenset({S.ACKNOWLEDGED, S.REJECTED, S.DEAD}),
 }
 
 #: Statuses a worker picks up (when due and not leased).
 ACTIVE: frozenset[Status] = frozenset({*_WORK, S.RETRY_WAIT})
 #: Statuses nothing moves out of without an operator.
-TERMINAL: frozenset[Status] = frozenset({S.ACKNOWLEDGED, S.REJECTED, S.DEAD})
+TERMINAL: frozenset[Status] = frozenset({S.ACKNOWLEDGED, S.REJECTED, S.DEAD, S.PURGED})
 
 
 class IllegalTransition(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
+from hub import sealing
 from hub.blobs import BlobStore
 from hub.models import Delivery, DeliveryStatus, Event, Message, MessagePart, utcnow
 from hub.statemachine import Status, record_event
@@ -35,6 +36,7 @@ __all__ = [
     "events",
     "get",
     "list_messages",
+    "part_bytes",
     "payload",
 ]
 
@@ -103,7 +105,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
             return _replay(existing, digest), False
     now = utcnow()
     message_id = uuid.uuid4()
-    rows = [_part_row(message_id, i, p, blobs, digest if i == 0 else None)
+    rows = [_part_row(engine, message_id, i, p, blobs, digest if i == 0 else None)
             for i, p in enumerate(new.parts)]  # files durable first
     values: dict[str, Any] = {
         "id": message_id,
@@ -111,7 +113,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         "channel": new.channel,
         "sender": new.sender,
         "idempotency_key": new.idempotency_key,
-        "sender_reference": new.sender_reference,
+        "sender_reference": sealing.seal_text(engine, new.sender_reference, message_id, "sender_reference"),
         "content_type": new.parts[0].content_type,
         "payload_size": len(body),
         "payload_sha256": digest,
@@ -140,19 +142,22 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         if existing is None:
             raise
         return _replay(existing, digest), False
-    return Message(**values), True
+    return Message(**{**values, "sender_reference": new.sender_reference}), True
 
 
-def _part_row(message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
+def _part_row(engine: Engine, message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
               digest: str | None) -> dict[str, Any]:
+    """The row of one part: its bytes sealed (:mod:`hub.sealing`) when the engine has a keyring."""
     row: dict[str, Any] = {"message_id": message_id, "part_no": part_no, "role": part.role, "name": part.name,
                            "content_type": part.content_type}
     if part.body is not None:
         digest = digest or hashlib.sha256(part.body).hexdigest()
-        return {**row, "size": len(part.body), "sha256": digest, "body": part.body, "blob_path": None}
+        body, key_id = sealing.seal_body(engine, part.body, message_id, part_no)
+        return {**row, "size": len(part.body), "sha256": digest, "body": body, "blob_path": None, "key_id": key_id}
     assert blobs is not None and part.file is not None
-    stored = blobs.put(message_id, part_no, part.file)
-    return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path}
+    stored = blobs.put(message_id, part_no, part.file, sealing.keyring_of(engine))
+    return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path,
+            "key_id": stored.key_id}
 
 
 def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:
@@ -164,13 +169,19 @@ def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:
             Message.idempotency_key == new.idempotency_key,
         ),
     )
-    return message
+    return None if message is None else _opened(engine, message)
 
 
 def _replay(existing: Message, digest: str) -> Message:
     if existing.payload_sha256 != digest:
         raise IdempotencyConflict(existing.id)
     return existing
+
+
+def _opened(bind: Engine | Connection, message: Message) -> Message:
+    """``message`` with its sealed columns opened (:mod:`hub.sealing`); the entities here are detached copies."""
+    message.sender_reference = sealing.open_text(bind, message.sender_reference, message.id, "sender_reference")
+    return message
 
 
 def _all(bind: Engine | Connection, stmt: Select[Any]) -> list[Any]:
@@ -188,12 +199,22 @@ def _first(bind: Engine | Connection, stmt: Select[Any]) -> Any:
 
 def get(bind: Engine | Connection, message_id: uuid.UUID) -> Message | None:
     message: Message | None = _first(bind, select(Message).where(Message.id == message_id))
-    return message
+    return None if message is None else _opened(bind, message)
 
 
 def payload(bind: Engine | Connection, message_id: uuid.UUID) -> list[MessagePart]:
-    """All stored parts of a message, payload first."""
-    return _all(bind, select(MessagePart).where(MessagePart.message_id == message_id).order_by(MessagePart.part_no))
+    """All stored parts of a message, payload first, their bodies opened (:mod:`hub.sealing`); a part in the blob
+    store is read with :func:`part_bytes`."""
+    parts = _all(bind, select(MessagePart).where(MessagePart.message_id == message_id).order_by(MessagePart.part_no))
+    return [sealing.open_part(bind, part) for part in parts]
+
+
+def part_bytes(bind: Engine | Connection, part: MessagePart, blobs: BlobStore) -> Iterator[bytes]:
+    """The plain bytes of a part (from :func:`payload`), chunk by chunk, wherever they are stored."""
+    if part.blob_path is None:
+        yield bytes(part.body or b"")
+        return
+    yield from blobs.read(part.blob_path, part.message_id, part.part_no, sealing.keyring_of(bind))
 
 
 def events(bind: Engine | Connection, message_id: uuid.UUID) -> list[Event]:
@@ -223,7 +244,7 @@ def list_messages(
         stmt = stmt.where(Message.sender == sender)
     if before:
         stmt = stmt.where(Message.created_at < before)
-    return _all(engine, stmt)
+    return [_opened(engine, m) for m in _all(engine, stmt)]
 
 
 def create_deliveries(conn: Connection, message_id: uuid.UUID, targets: Sequence[tuple[str, str | None]]) -> None:

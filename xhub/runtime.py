@@ -10,6 +10,7 @@ here runs under a :class:`~hub.supervisor.Supervisor`; the ones of an API proces
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -22,8 +23,9 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from hub import migrate
+from hub import migrate, sealing
 from hub.db import make_engine
+from hub.housekeeping import BatchLoop, housekeeping_loops
 from hub.ports import Channels
 from hub.routing import RuleHolder, RulesError
 from hub.supervisor import Supervisor
@@ -32,8 +34,20 @@ from xhub import registry
 from xhub.api.app import create_app
 from xhub.config import HubConfig
 
-__all__ = ["EmbeddedWorker", "Reloader", "SchemaOutdated", "build_app", "free_port", "make_worker", "open_engine",
-           "reload_on_sighup", "serve_in_thread", "server"]
+__all__ = [
+    "EmbeddedWorker",
+    "Reloader",
+    "SchemaOutdated",
+    "build_app",
+    "free_port",
+    "install_keyring",
+    "make_worker",
+    "open_engine",
+    "reload_on_sighup",
+    "serve_in_thread",
+    "server",
+    "start_housekeeping",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +57,57 @@ class SchemaOutdated(RuntimeError):
 
 
 def open_engine(config: HubConfig) -> Engine:
+    """The engine, migrated (or checked), with its keyring installed (:func:`install_keyring`)."""
     engine = make_engine(config.database.url, config.database.pool_size)
     if config.database.auto_upgrade:
         migrate.upgrade(engine)
-        return engine
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
-        raise SchemaOutdated(
-            f"the database schema is at {current or 'nothing'}, this hub needs {head}: run `xhub db upgrade`"
-        )
+    else:
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+        if current != head:
+            raise SchemaOutdated(
+                f"the database schema is at {current or 'nothing'}, this hub needs {head}: run `xhub db upgrade`"
+            )
+    try:
+        install_keyring(config, engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def install_keyring(config: HubConfig, engine: Engine, env: dict[str, str] | None = None, *,
+                    reading_only: bool = False) -> sealing.Keyring | None:
+    """Seal what ``engine`` stores with the configured master key (``[storage] master_key_file``, else
+    ``XHUB_MASTER_KEY``). A wrong master key stops here, before anything is read; so does a database holding
+    sealed data without any key, and ``encryption = "required"`` without one. Raises
+    :class:`hub.sealing.SealingError` (one line). ``reading_only`` (a command that only looks): without a key,
+    nothing is installed and nothing is refused; sealed values show as such."""
+    master = sealing.load_master_key(config.storage.master_key_file, os.environ if env is None else env)
+    if master is None and reading_only:
+        return None
+    if master is None:
+        if config.storage.encryption == "required":
+            raise sealing.KeyUnavailable('[storage] encryption = "required", but no master key is configured: set '
+                                         f"[storage] master_key_file or {sealing.MASTER_KEY_ENV}")
+        if sealing.encrypted_data_exists(engine):
+            raise sealing.KeyUnavailable("the database holds encrypted data, but no master key is configured: set "
+                                         f"[storage] master_key_file or {sealing.MASTER_KEY_ENV}")
+        log.warning("no master key configured: payloads and attachments are stored unencrypted "
+                    "(docs/data-protection.md)")
+        sealing.install(engine, None)
+        return None
+    keyring = sealing.Keyring(engine, master)
+    keyring.check()
+    sealing.install(engine, keyring)
+    return keyring
+
+
+def start_housekeeping(config: HubConfig, engine: Engine) -> list[BatchLoop]:
+    """The purge and re-seal loops of a worker process (``xhub worker``), started; shut them down at the end."""
+    jobs = housekeeping_loops(config, engine)
+    for job in jobs:
+        job.start()
+    return jobs
 
 
 def make_worker(config: HubConfig, engine: Engine, rules: RuleHolder | None = None, *,
@@ -98,6 +153,10 @@ def build_app(config: HubConfig, engine: Engine, *, embedded_worker: bool, rules
         stops.append(embedded.stop)
         loops.append(embedded.worker.supervisor)
         on_accept = embedded.wake
+        for job in housekeeping_loops(config, engine):
+            starts.append(job.start)
+            stops.insert(0, job.shutdown)
+            loops.append(job.supervisor)
     pollers = registry.pollers(config, engine)
     for poller in pollers.values():
         starts.append(poller.start)

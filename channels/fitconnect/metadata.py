@@ -77,9 +77,18 @@ def check_metadata(metadata: dict[str, Any]) -> list[EventProblem]:
     return []
 
 
+#: keywords whose messages name a property, not a value (``'x' is a required property``)
+_NAMES_ONLY = frozenset({"required", "additionalProperties", "dependentRequired", "propertyNames"})
+
+
 def _short(error: jsonschema.ValidationError) -> str:
-    # validator messages repeat the offending value; keep the keyword and a bounded message
-    message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    # Validator messages repeat the offending value (a reply e-mail address, a name): it is stored with the
+    # message and sent back, so say what the schema expects instead; messages about property names stay.
+    if error.validator in _NAMES_ONLY:
+        message = error.message
+    else:
+        message = f"erwartet {json.dumps(error.validator_value, ensure_ascii=False, default=str)}"
+    message = message if len(message) <= 120 else message[:117] + "..."
     return f"{error.validator}: {message}"
 
 

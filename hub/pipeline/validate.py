@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from hub.errors import Invalid
 from hub.pipeline.base import StageContext, StageResult
+from hub.redact import redact, redact_report
 from hub.statemachine import Status
 from hub.validation import Report, ValidationEngine
 from hub.validation.bundles import default_schema_dirs
@@ -59,9 +60,9 @@ class Validate:
         # What the intake channel already knew (from its own metadata or headers) wins over the XÖV header.
         facts["attributes"] = {**facts["attributes"], **(ctx.message.attributes or {})}
         ctx.facts.update(facts)
-        detail = {"report": report.to_dict()}
+        detail = {"report": redact_report(report.to_dict())}  # stored in clear: no document values in it
         if report.verdict == "invalid":
             more = len(report.errors) - 1
             suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more > 0 else ""
-            raise Invalid(f"{report.reason}{suffix}", detail=detail)
+            raise Invalid(redact(f"{report.reason}{suffix}"), detail=detail)
         return StageResult(reason=report.summary(), detail=detail)

@@ -6,6 +6,7 @@ HTTP stand-in for the specialist procedures and the hub (API + embedded worker),
 ``--once`` then exits 0 only if every sample reached the state ``samples.toml`` expects; without it the
 hub keeps running so that you can look around (``xhub -c var/demo/hub.toml messages list``).
 
+Payloads, attachments and blobs are sealed with a master key the demo makes (``master.key``, 0600).
 The work folder holds tokens, client secrets, private keys and the samples' personal data, so the demo
 runs with umask 077: every folder it creates is 0700 and every file 0600, including the files the
 stand-ins, the emulator and the hub write there, and its own files are created 0600 from the start
@@ -32,6 +33,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from hub.auth import hash_token, new_token
+from hub.sealing import MasterKey
 from hub.statemachine import TERMINAL
 from sandbox.demo import fitconnect as fitconnect_demo
 from sandbox.recorder import create_recorder
@@ -116,6 +118,11 @@ rules_dir = "{SHIPPED_RULES}"
 
 [database]
 url = "sqlite:///{workdir / 'hub.db'}"
+
+[storage]
+blob_dir = "{workdir / 'blobs'}"
+master_key_file = "{workdir / 'master.key'}"
+encryption = "required"
 
 [api]
 port = {port}
@@ -243,6 +250,7 @@ def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
         # The trade register answers 503 once: the demo shows a retry that loses nothing.
         httpx.post(f"{stand_ins['trade register']}/_behaviour", json={"fail_status": 503, "fail_count": 1})
         port = port or free_port()
+        MasterKey.write_new(workdir / "master.key")  # 0600 from the first byte: payloads are sealed with it
         fc = fitconnect_demo.start(stack, workdir, port)
         config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token),
                                    fc.config_section())

@@ -34,11 +34,13 @@ def _new(engine: Engine) -> uuid.UUID:
 
 
 def test_table_is_consistent() -> None:
-    # Every status is reachable, and every terminal status except dead (requeue) is a dead end.
+    # Every status is reachable, and every terminal status except dead (requeue) leads nowhere but to purged
+    # (retention), which is a dead end.
     reachable = set(TRANSITIONS) | {Status.RECEIVED}
     assert reachable == set(Status)
     for status in TERMINAL - {Status.DEAD}:
-        assert not any(status in sources for sources in TRANSITIONS.values())
+        assert {to for to, sources in TRANSITIONS.items() if status in sources} <= {Status.PURGED}
+    assert not any(Status.PURGED in sources for sources in TRANSITIONS.values())
     assert Status.RETRY_WAIT in ACTIVE and not (ACTIVE & TERMINAL)
 
 

@@ -21,6 +21,14 @@ import typer
 from hub.validation import cli as validation_cli
 from hub.validation.cli import schemas_app, validate_command
 from xhub.cli import common
+from xhub.cli.dataprotection import (
+    keys_new_master_key,
+    keys_reseal,
+    keys_rotate_data_key,
+    keys_rotate_master_key,
+    keys_status,
+    messages_purge,
+)
 from xhub.cli.db import db_app
 from xhub.cli.fitconnect import fitconnect_app, keys_app
 from xhub.cli.messages import messages_app, targets_cmd
@@ -46,7 +54,14 @@ app.add_typer(rules_app, name="rules")
 app.command("route")(route_cmd)
 app.add_typer(token_app, name="token")
 app.add_typer(fitconnect_app, name="fitconnect")
+keys_app.info.help = "Keys: FIT-Connect destinations' key pairs, and the master and data keys of encryption at rest."
+keys_app.command("new-master-key")(keys_new_master_key)
+keys_app.command("rotate-data-key")(keys_rotate_data_key)
+keys_app.command("rotate-master-key")(keys_rotate_master_key)
+keys_app.command("reseal")(keys_reseal)
+keys_app.command("status")(keys_status)
 app.add_typer(keys_app, name="keys")
+messages_app.command("purge")(messages_purge)
 app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
 app.command("validate")(validate_command)
 validation_cli.configured_schema_dir = lambda: common.config().schema_dir  # the core cannot import this package

@@ -15,11 +15,11 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub import migrate
+from hub import migrate, sealing
 from hub.db import DatabaseProblem, describe, make_engine
 from hub.routing import RuleHolder, RulesError, RuleSet, load_rules
 from xhub.config import ConfigError, HubConfig, config_path, load_config
-from xhub.runtime import SchemaOutdated, open_engine
+from xhub.runtime import SchemaOutdated, install_keyring, open_engine
 
 __all__ = ["close", "config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
 
@@ -90,8 +90,9 @@ def engine(*, read_only: bool = False) -> Engine:
             opened.dispose()
             raise SchemaOutdated(f"the database schema is at {current or 'nothing (an empty database)'}, this hub "
                                  f"needs {head}: run `xhub db upgrade`")
+        install_keyring(cfg, opened, reading_only=True)
         return opened
-    except (DatabaseProblem, SchemaOutdated) as exc:
+    except (DatabaseProblem, SchemaOutdated, sealing.SealingError) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(describe(exc, url))

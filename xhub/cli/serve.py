@@ -9,7 +9,7 @@ import typer
 
 from hub.worker import install_signal_handlers
 from xhub.cli import common
-from xhub.runtime import build_app, make_worker, reload_on_sighup, server
+from xhub.runtime import build_app, make_worker, reload_on_sighup, server, start_housekeeping
 
 __all__ = ["serve", "worker"]
 
@@ -47,7 +47,10 @@ def worker(
         w.wake.set()
 
     threading.Thread(target=wake_on_stop, daemon=True).start()
+    jobs = [] if exit_when_idle or max_messages else start_housekeeping(common.config(), engine)
     try:
         w.run(exit_when_idle=exit_when_idle, max_messages=max_messages)
     finally:
+        for job in jobs:
+            job.shutdown()
         w.channels.close()
