@@ -44,6 +44,8 @@ from hub.xmlsafe import parse
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "xoev"
 RESULTS = Path(__file__).resolve().parent / "results" / "validate.json"
+# Per-message figures measured before the second Schematron engine (XPath 2 -> 1 on lxml) was removed.
+BEFORE = Path(__file__).resolve().parent / "results" / "validate_before_saxon_only.json"
 
 _XBAU = FIXTURES / "xbau-2.6"
 CASES: dict[str, tuple[str, list[Path]]] = {  # case -> (bundle folder, fixture documents)
@@ -61,6 +63,45 @@ CASES: dict[str, tuple[str, list[Path]]] = {  # case -> (bundle folder, fixture 
     "xdomea-3.0.0": ("xdomea-3.0.0", sorted((FIXTURES / "xdomea-3.0.0").glob("*.xml"))),
     "xgewerbesteuer-1.4": ("xgewerbesteuer-1.4", sorted((FIXTURES / "xgewerbesteuer-1.4").glob("*.xml"))),
 }
+
+
+# One message at a time, valid and invalid: (label, bundle folder, fixture). The 0200 application
+# (38 KB, 562 elements) is the portal-sized XBau message.
+MESSAGES: list[tuple[str, str, Path]] = [
+    ("xbau 1120 valid (1.6 KB)", "xbau-2.6", _XBAU / "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"),
+    ("xbau 1120 invalid (XSD)", "xbau-2.6", _XBAU / "constructed_INVALID_wrong_standard_attr.1120.xml"),
+    ("xbau 0200 valid (portal)", "xbau-2.6", _XBAU / "constructed_baugenehmigung.antrag.0200.xml"),
+    ("xbau 0200 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_baugenehmigung.antrag.0200.xml"),
+    ("xbau 0300 valid", "xbau-2.6", _XBAU / "constructed_beteiligung.aufforderung.0300.xml"),
+    ("xbau 0300 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_beteiligung.aufforderung.0300.xml"),
+    ("xbau 0421 valid", "xbau-2.6", _XBAU / "constructed_statistik.baugenehmigung.0421.xml"),
+    ("xbau 0421 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_statistik.baugenehmigung.0421.xml"),
+    *[
+        (f"xdomea {p.name.split('.')[-2]}", "xdomea-3.0.0", p)
+        for p in sorted((FIXTURES / "xdomea-3.0.0").glob("*.xml"))
+    ],
+    *[  # one message type each, tax year 2023
+        (f"xgewst {p.name.split('-')[1]}", "xgewerbesteuer-1.4", p)
+        for p in sorted((FIXTURES / "xgewerbesteuer-1.4").glob("GEWST-*-2023-*.xml"))
+    ],
+]
+
+
+def _per_message(bundles: dict[str, Bundle], seconds: float, rounds: int) -> dict[str, dict[str, object]]:
+    """µs per message of ``ValidationEngine.validate`` (best of ``rounds``), one fixture at a time."""
+    engines = {name: ValidationEngine([bundle]) for name, bundle in bundles.items()}
+    rows: dict[str, dict[str, object]] = {}
+    for label, bundle, path in MESSAGES:
+        doc = path.read_bytes()
+        engine = engines[bundle]
+        rate = _rate(engine.validate, [doc], seconds, rounds)
+        rows[label] = {
+            "file": path.name,
+            "kb": round(len(doc) / 1024, 1),
+            "verdict": engine.validate(doc).verdict,
+            "us_per_msg": round(1e6 / rate, 1),
+        }
+    return rows
 
 
 def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float, rounds: int) -> float:
@@ -141,6 +182,16 @@ def main() -> None:
             f"{r['xmlschema']:>13.0f}{r['lxml'] / r['engine']:>12.2f}x{r['lxml'] / r['engine-xsd']:>13.2f}x"
             f"{r['engine'] / r['xmlschema']:>19.1f}x faster{int(r['saxon_docs']):>12}"
         )
+    messages = _per_message(bundles, args.seconds, args.rounds)
+    before = json.loads(BEFORE.read_text())["per_message_us"] if BEFORE.is_file() else {}
+    print(f"\n{'message':<27}{'KB':>6}{'verdict':>10}{'µs/msg':>10}{'before':>10}{'Δ µs':>9}")
+    for label, m in messages.items():
+        old = before.get(label, {}).get("us_per_msg")
+        delta = f"{float(m['us_per_msg']) - old:>+9.0f}" if isinstance(old, int | float) else f"{'':>9}"
+        was = f"{old:>10.0f}" if isinstance(old, int | float) else f"{'-':>10}"
+        print(f"{label:<27}{m['kb']:>6}{m['verdict']:>10}{m['us_per_msg']:>10.0f}{was}{delta}")
+    if before:
+        print(f"(before: {BEFORE.relative_to(REPO)}, recorded on the same machine before the lxml path was removed)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -153,6 +204,7 @@ def main() -> None:
                 "documents_per_second": rows,
                 "cost_ratio_engine_to_lxml": {n: r["lxml"] / r["engine"] for n, r in rows.items()},
                 "speedup_engine_vs_xmlschema": {n: r["engine"] / r["xmlschema"] for n, r in rows.items()},
+                "per_message_us": messages,
             },
             indent=2,
         )
