@@ -21,10 +21,10 @@ holding the XSDs, optional Schematron and genericode files, and this manifest::
 :data:`hub.validation.detection.HEADER_PROFILES` or a mapping field → list of local-name paths;
 ``header_xpath`` and ``prefixes`` (a second, XPath-based header reader) are retired: :func:`read_manifest`
 ignores them with a logged warning, so bundles installed by older versions still load, and the header is
-read one way, by the ``header`` paths. ``codelists`` are files or folders of genericode lists; ``schema_locations`` maps absolute import URLs
-to files inside the bundle (nothing is ever fetched). Every path is relative to the bundle folder and
-must stay inside it, also after symbolic links are resolved. The manifest is checked when it is loaded,
-not when the first message arrives.
+read one way, by the ``header`` paths. ``codelists`` are files or folders of genericode lists;
+``schema_locations`` maps absolute import URLs to files inside the bundle (nothing is ever fetched).
+Every path is relative to the bundle folder and must stay inside it, also after symbolic links are
+resolved. The manifest is checked when it is loaded, not when the first message arrives.
 
 ``standard`` and ``version`` name the bundle's folder (:func:`bundle_folder_name`), so they are held to
 strict patterns whoever supplies them (manifest, ``--standard``/``--version``, release name): a standard

@@ -24,7 +24,10 @@ only translates the Schematron structure into a stylesheet, following the ISO sk
   ``hubr:error``, and every other check still runs. An error in a schema-level ``sch:let`` (a global
   variable, which no ``xsl:try`` in a template can catch) still stops the file;
 * at most ``cap`` findings per file come out, then one ``hubr:omitted`` with the counts of the rest by
-  severity and of faults, so a report cannot explode on a pathological document.
+  severity and of faults, so a report cannot explode on a pathological document. A finding costs Saxon
+  some 20 µs to build (message, location), a mere count about 1 µs: so each pattern runs node by node
+  (``xsl:iterate``) only until the cap is reached, and the rest of the document, and the patterns after
+  it, run in a second mode per pattern that only counts (see :meth:`_Compiler._pattern`).
 
 Abstract patterns (``sch:pattern[@abstract]``) and phases other than ``#ALL`` are refused at load time
 with :class:`SchematronError`: no XÖV bundle here uses them, and ignoring them would report wrong results.
@@ -63,6 +66,7 @@ XS = "http://www.w3.org/2001/XMLSchema"
 OUT = "urn:xoev-hub:schematron-result"
 FN = "urn:xoev-hub:schematron-functions"
 ERR = "http://www.w3.org/2005/xqt-errors"  # $err:code and $err:description inside xsl:catch
+MAP = "http://www.w3.org/2005/xpath-functions/map"
 
 _SUPPORTED_BINDINGS = {"xslt", "xslt1", "xslt2", "xslt3", "xpath", "xpath2", "xpath3", "xpath31"}
 _LITERAL_OR_PREDICATE = re.compile(r"'[^']*'|\"[^\"]*\"|\[|\]")
@@ -129,7 +133,7 @@ class _Compiler:
         if binding not in _SUPPORTED_BINDINGS:
             raise SchematronError(f"{name}: queryBinding {binding!r} is not supported")
         self.version = "1.0" if binding in ("xslt", "xslt1", "xpath") else "2.0"
-        nsmap: dict[str | None, str] = {"xsl": XSL, "xs": XS, "hubr": OUT, "hubf": FN, "err": ERR}
+        nsmap: dict[str | None, str] = {"xsl": XSL, "xs": XS, "hubr": OUT, "hubf": FN, "hubm": MAP, "err": ERR}
         for ns in schema.iter(q(SCH, "ns")):
             nsmap[ns.get("prefix")] = ns.get("uri", "")
         self.out = etree.Element(q(XSL, "stylesheet"), nsmap=nsmap)
@@ -162,35 +166,76 @@ class _Compiler:
             self._let(self.out, let)
         # The main template runs in XSLT 3.0 whatever the binding (it only collects and caps findings).
         main = self.el(self.out, "template", match="/", version="3.0")
-        found = self.el(main, "variable", name="hubr:found", as_="element()*")
-        for index, pattern in enumerate(patterns):
-            self._pattern(found, pattern, f"p{index}")
+        # First every pattern in its tally mode: per finding its node and severity, cheap; then the
+        # findings themselves (message) for the nodes of the first ``cap`` findings only.
+        reruns = [self._pattern(main, pattern, index) for index, pattern in enumerate(patterns)]
+        for index, rerun in enumerate(reruns):
+            found = self.el(main, "variable", name=f"hubr:f{index}", as_="node()*")
+            before = f"$hubr:n{index - 1}" if index else "0"
+            self.el(self.el(found, "if", test=f"{before} lt {self.cap} and exists($hubr:t{index})"),
+                    "apply-templates", select=rerun.replace("KEEP", f"({self.cap} - {before})"), mode=f"p{index}")
+        tallies = ", ".join(f"$hubr:t{i}" for i in range(len(patterns)))
+        pairs = ", ".join(f"$hubr:f{i}" for i in range(len(patterns)))
+        self.el(main, "variable", name="hubr:tally", select=f"({tallies})[position() mod 2 = 0]" if tallies else "()")
+        levels = "$hubr:tally ! (if (starts-with(., 'fault|')) then 'fault' else .)"
+        kept = f"({pairs})[position() le {2 * self.cap}]" if pairs else "()"
+        self.el(main, "variable", name="hubr:kept", select=kept)
+        # Element numbers in document order, in one pass and only for the elements the kept findings are on.
+        self.el(
+            main,
+            "variable",
+            name="hubr:ids",
+            select=(
+                "hubm:merge($hubr:kept[position() mod 2 = 1] ! ancestor-or-self::*[1] ! "
+                "map{generate-id(.): 0}, map{'duplicates': 'use-first'})"
+            ),
+        )
+        self.el(
+            main,
+            "variable",
+            name="hubr:numbers",
+            select=(
+                "if (hubm:size($hubr:ids) = 0) then $hubr:ids else let $all := //* return hubm:merge("
+                "for $i in 1 to count($all) return let $id := generate-id($all[$i]) return "
+                "if (hubm:contains($hubr:ids, $id)) then map{$id: $i} else ())"
+            ),
+        )
         result = etree.SubElement(main, q(OUT, "result"))
-        self.el(result, "sequence", select=f"$hubr:found[position() le {self.cap}]")
-        more = self.el(result, "if", test=f"count($hubr:found) gt {self.cap}")
+        each = self.el(result, "for-each", select="1 to count($hubr:kept) idiv 2")
+        self.el(each, "variable", name="hubr:node", select="$hubr:kept[2 * current() - 1]")
+        # A rule fault as the tally pass saw it: the rerun can differ (doc() remembers that the first
+        # attempt failed and then says "marked not available" instead of why).
+        self.el(each, "variable", name="hubr:fault", select="$hubr:tally[current()][starts-with(., 'fault|')]")
+        copy = self.el(self.el(each, "for-each", select="$hubr:kept[2 * current()]"), "copy")
+        self.el(copy, "copy-of", select="@*")
+        self.el(copy, "attribute", name="location", select="hubf:loc($hubr:node, $hubr:numbers)")
+        choose = self.el(copy, "choose")
+        first = self.el(choose, "when", test="exists($hubr:fault) and self::hubr:error")
+        self.el(first, "attribute", name="code", select="substring-before(substring-after($hubr:fault, '|'), '|')")
+        self.el(first, "value-of", select="substring-after(substring-after($hubr:fault, '|'), '|')")
+        self.el(self.el(choose, "otherwise"), "copy-of", select="node()")
+        kinds = "$hubr:kept[position() mod 2 = 0] ! (if (self::hubr:error) then 'fault' else string(@severity))"
+        more = self.el(result, "if", test="count($hubr:tally) gt count($hubr:kept) idiv 2")
         omitted = etree.SubElement(more, q(OUT, "omitted"))
-        rest = f"$hubr:found[position() gt {self.cap}]"
-        for kind in ("error", "warning", "info"):
-            omitted.set(kind, f"{{count({rest}[self::hubr:failed][@severity = '{kind}'])}}")
-        omitted.set("faults", f"{{count({rest}[self::hubr:error])}}")
+        for kind in ("error", "warning", "info", "fault"):
+            omitted.set(
+                f"{kind}s" if kind == "fault" else kind,
+                f"{{count(({levels})[. = '{kind}']) - count(({kinds})[. = '{kind}'])}}",
+            )
         return str(etree.tostring(self.out, encoding="unicode"))
 
     def _locations(self) -> None:
-        # Elements numbered in document order (1 = the root element): computed by Saxon in one pass over
-        # the document, the first time a finding asks for a location.
-        acc = self.el(self.out, "accumulator", name="hubr:n", initial_value="0", as_="xs:integer", version="3.0")
-        self.el(acc, "accumulator-rule", match="*", select="$value + 1")
-        self.el(self.out, "mode", use_accumulators="hubr:n", version="3.0")
+        # A finding's location: the number of its element in document order (1 = the root element), with
+        # "/@name" for an attribute; other nodes are reported on their element, the document node as "0".
         func = self.el(self.out, "function", name="hubf:loc", as_="xs:string", version="3.0")
         self.el(func, "param", name="n", as_="node()")
+        self.el(func, "param", name="numbers", as_="map(*)")
         self.el(
             func,
             "sequence",
             select=(
-                "if ($n instance of element()) then string($n/accumulator-before('hubr:n')) "
-                "else if ($n instance of attribute()) then "
-                "concat(hubf:loc($n/..), '/@', name($n)) "
-                "else if (exists($n/ancestor::*[1])) then hubf:loc($n/ancestor::*[1]) else '0'"
+                "let $e := $n/ancestor-or-self::*[1] return if (empty($e)) then '0' else "
+                "concat($numbers(generate-id($e)), if ($n instance of attribute()) then '/@' || name($n) else '')"
             ),
         )
 
@@ -202,23 +247,53 @@ class _Compiler:
             for child in let:
                 var.append(child.__copy__())
 
-    def _pattern(self, main: etree._Element, pattern: etree._Element, mode: str) -> None:
+    def _pattern(self, main: etree._Element, pattern: etree._Element, index: int) -> str:
+        """The templates of one pattern, in two modes, and its tally in the main template.
+
+        ``c<index>`` (tally) emits per finding its node and its severity (``'fault'`` for a check that
+        raised), which costs Saxon about 1 µs; ``p<index>`` (full) emits the node and the finding with
+        its message, about 20 µs. The main template runs every pattern in its tally mode into
+        ``$hubr:t<index>`` (``$hubr:n<index>``: the findings up to this pattern), then the full mode on
+        the nodes of the first ``cap`` findings only. Returns the full run's ``select``, with ``KEEP``
+        for how many of this pattern's findings are still kept.
+        """
         rules = [r for r in pattern.findall(q(SCH, "rule")) if r.get("abstract") != "true"]
         contexts = [rule.get("context") or "" for rule in rules]
         if not all(contexts):
             raise SchematronError(f"{self.name}: a rule without @context in pattern {pattern.get('id')}")
-        if not rules:
-            return
         parts = [rule_parts(rule, self.abstract, self.name) for rule in rules]
-        walk = any(_asks_position(p) for p in parts)
-        if walk:  # the ISO skeleton's walk: every node, its attributes and children from its template
-            self.el(main, "apply-templates", select="/", mode=mode)
-            default = self.el(self.out, "template", match="@*|node()", mode=mode, priority="-10")
-            self.el(default, "apply-templates", select="@*|node()", mode=mode)
-        else:  # one flat pass over the nodes a context can match, in document order
-            select = "//*" if _elements_only(contexts) else "/ | //node() | //@*"
-            self.el(main, "apply-templates", select=select, mode=mode)
+        full, tally = f"p{index}", f"c{index}"
+        tallied = self.el(main, "variable", name=f"hubr:t{index}", as_="item()*")
+        before = f"$hubr:n{index - 1}" if index else "0"
+        self.el(main, "variable", name=f"hubr:n{index}", select=f"{before} + count($hubr:t{index}) idiv 2")
+        if any(_asks_position(p) for p in parts):
+            # the ISO skeleton's walk (every node, its attributes and children from its template), which
+            # the full run repeats for the whole document: the position depends on the walk
+            for mode in (full, tally):
+                default = self.el(self.out, "template", match="@*|node()", mode=mode, priority="-10")
+                self.el(default, "apply-templates", select="@*|node()", mode=mode)
+                self._templates(rules, contexts, parts, mode, walk=True, tally=mode == tally)
+            self.el(tallied, "apply-templates", select="/", mode=tally)
+            return "/"
+        # one flat pass over the nodes a context can match, in document order
+        select = "//*" if _elements_only(contexts) else "/ | //node() | //@*"
+        for mode in (full, tally):
             self.el(self.out, "mode", name=mode, on_no_match="deep-skip", version="3.0")
+            self._templates(rules, contexts, parts, mode, tally=mode == tally)
+        self.el(tallied, "apply-templates", select=select, mode=tally)
+        return f"($hubr:t{index}[position() le 2 * KEEP][position() mod 2 = 1])/."
+
+    def _templates(
+        self,
+        rules: list[etree._Element],
+        contexts: list[str],
+        parts: list[list[etree._Element]],
+        mode: str,
+        *,
+        walk: bool = False,
+        tally: bool = False,
+    ) -> None:
+        """One template per rule in ``mode``; rule order is priority (the first matching rule wins)."""
         for position, (rule, context) in enumerate(zip(rules, contexts, strict=True)):
             template = self.el(self.out, "template", match=context, mode=mode, priority=str(len(rules) - position))
             # A let and the parts after it go into an xsl:try of their own: XSLT catches an error of
@@ -231,9 +306,9 @@ class _Compiler:
                     self._let(body, part)
                     opened.append((body, part.get("name", "")))
                 else:
-                    self._check(body, part, rule)
+                    self._check(body, part, rule, tally)
             for attempt, name in opened:  # now that each try is complete: xsl:catch comes last
-                self._catch(attempt, rule.get("id", ""), f"variable ${name}: ")
+                self._catch(attempt, rule.get("id", ""), f"variable ${name}: ", tally)
             if walk:
                 self.el(template, "apply-templates", select="@*|node()", mode=mode)
 
@@ -244,32 +319,40 @@ class _Compiler:
             return parent
         return self.el(parent, "try")  # XSLT 3.0 processes a version="2.0" stylesheet as 3.0
 
-    def _catch(self, attempt: etree._Element, rule_id: str, what: str = "") -> None:
+    def _catch(self, attempt: etree._Element, rule_id: str, what: str = "", tally: bool = False) -> None:
         """Report a dynamic error inside ``attempt`` (e.g. XPTY0004, several items where the rule expects
         one) as a ``hubr:error`` for ``rule_id`` and the context node, instead of stopping the run."""
         if attempt.tag != q(XSL, "try"):
             return
-        error = etree.SubElement(self.el(attempt, "catch"), q(OUT, "error"))
+        catch = self.el(attempt, "catch")
+        if tally:  # the node, then 'fault|code|what and why'
+            reason = f"'{what}' || " if what else ""
+            code = "local-name-from-QName($err:code)"
+            self.el(catch, "sequence", select=f"., 'fault|' || {code} || '|' || {reason}$err:description")
+            return
+        self.el(catch, "sequence", select=".")  # the node, then the finding
+        error = etree.SubElement(catch, q(OUT, "error"))
         error.set("id", _avt_literal(rule_id))
         error.set("code", "{local-name-from-QName($err:code)}")
-        loc = self.el(error, "attribute", name="location")
-        self.el(loc, "value-of", select="hubf:loc(.)")
         if what:
             self.el(error, "text").text = what
         self.el(error, "value-of", select="$err:description")
 
-    def _check(self, template: etree._Element, check: etree._Element, rule: etree._Element) -> None:
+    def _check(self, template: etree._Element, check: etree._Element, rule: etree._Element, tally: bool) -> None:
         test = check.get("test", "")
         is_assert = check.tag == q(SCH, "assert")
         attempt = self._try(template)
         cond = self.el(attempt, "if", test=f"not({test})" if is_assert else f"({test})")
-        failed = etree.SubElement(cond, q(OUT, "failed"))
-        failed.set("id", _avt_literal(check_id(check, rule)))
-        failed.set("severity", severity(check_role(check, rule)))
-        loc = self.el(failed, "attribute", name="location")
-        self.el(loc, "value-of", select="hubf:loc(.)")
-        self._message(failed, check)
-        self._catch(attempt, check_id(check, rule))
+        level = severity(check_role(check, rule))
+        if tally:
+            self.el(cond, "sequence", select=f"., '{level}'")
+        else:
+            self.el(cond, "sequence", select=".")  # the node, then the finding
+            failed = etree.SubElement(cond, q(OUT, "failed"))
+            failed.set("id", _avt_literal(check_id(check, rule)))
+            failed.set("severity", level)
+            self._message(failed, check)
+        self._catch(attempt, check_id(check, rule), tally=tally)
 
     def _message(self, target: etree._Element, node: etree._Element) -> None:
         if node.text:

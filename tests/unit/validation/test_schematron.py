@@ -8,7 +8,13 @@ import pytest
 import saxonche  # noqa: F401  (a runtime dependency: these tests must not be skipped)
 from lxml import etree
 
-from hub.validation.schematron import SchematronError, SchematronIncomplete, SchematronRules, compile_schematron
+from hub.validation.schematron import (
+    SchematronError,
+    SchematronIncomplete,
+    SchematronRules,
+    _Locator,
+    compile_schematron,
+)
 
 HEAD = '<sch:schema xmlns:sch="http://purl.oclc.org/dsdl/schematron" queryBinding="{binding}">'
 DOC = b"""<t:r xmlns:t="urn:t">
@@ -266,3 +272,23 @@ def test_a_pathological_megabyte_is_checked_in_one_pass(tmp_path: Path) -> None:
     assert len(findings) == 201
     assert (findings[199].line, findings[199].path) == (201, "/t:r/t:w[200]")
     assert findings[200].message == f"{count + 1 - 200} more Schematron findings omitted ({count + 1 - 200} error)"
+
+
+def test_paths_are_those_of_lxml_getpath() -> None:
+    # Findings' paths are built from per-parent tables (getpath rescans every sibling on each call); they
+    # must read exactly as getpath's, for prefixed, unqualified and default-namespace elements alike.
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "xoev"
+    docs = [p.read_bytes() for p in sorted(fixtures.rglob("*.xml"))]
+    docs += [
+        b'<r xmlns="urn:d" xmlns:p="urn:p" xmlns:q="urn:p"><a/><p:a/><q:a/><p:a/><!-- c --><b xmlns="">'
+        b'<a/><a/><x:a xmlns:x="urn:d"/><c/><a xmlns="urn:e"/></b><?pi x?><a/></r>',
+        b'<p:r xmlns:p="urn:p"><a/><p:a/><a xmlns="urn:z"/><a/><p:b><c/></p:b></p:r>',
+    ]
+    checked = 0
+    for doc in docs:
+        root = etree.fromstring(doc)
+        locate = _Locator(root)
+        for element in root.iter(etree.Element):
+            assert locate.path(element) == root.getroottree().getpath(element)
+            checked += 1
+    assert checked > 3000

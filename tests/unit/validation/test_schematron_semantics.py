@@ -254,7 +254,10 @@ EXPRESSIONS: list[tuple[str, list[str] | tuple[str, list[tuple[str, str, str]]]]
     ('@n < t:b', []),
     ('@n < 3', ('incomplete', [('r', 'error', '/t:r/t:a[1]'), ('r', 'warning', '/t:r/t:a[3]')])),
     ('@n = 1', ('incomplete', [('r', 'error', '/t:r/t:a[1]'), ('r', 'warning', '/t:r/t:a[3]')])),
-    ("normalize-space(t:b) = ''", ('incomplete', [('r', 'error', '/t:r/t:a[1]'), ('r', 'error', '/t:r/t:a[2]'), ('r', 'warning', '/t:r/t:a[3]')])),
+    (
+        "normalize-space(t:b) = ''",
+        ("incomplete", [("r", "error", "/t:r/t:a[1]"), ("r", "error", "/t:r/t:a[2]"), ("r", "warning", "/t:r/t:a[3]")]),
+    ),
     ("matches(t:b, '2')", ('incomplete', [('r', 'warning', '/t:r/t:a[3]')])),
     ('count(t:b) + 1 = 3', ['/t:r/t:a[3]']),
     ('position() = 1', []),
@@ -272,7 +275,7 @@ def test_xpath2_expressions(tmp_path: Path, test: str, expected: object) -> None
     assert expected == ("incomplete", [(f.rule, f.severity, f.path) for f in raised.value.findings])
 
 
-# --- nodes taken by earlier rules, lets, messages, errors -----------------------------------------------------------------
+# --- nodes taken by earlier rules, lets, messages, errors ----------------------------------------
 
 
 def test_nodes_an_earlier_rule_took_are_not_checked_again(tmp_path: Path) -> None:
@@ -310,7 +313,10 @@ def test_nodes_an_earlier_rule_took_are_not_checked_again(tmp_path: Path) -> Non
         (
             """<sch:rule context="t:a"><sch:let name="k" value="local-name()"/>
               <sch:report id="r" test="$k = 'a' and normalize-space(t:b) = ''">x</sch:report></sch:rule>""",
-            ('incomplete', [('r', 'error', '/t:r/t:a[1]'), ('r', 'error', '/t:r/t:a[2]'), ('r', 'warning', '/t:r/t:a[3]')]),
+            (
+                "incomplete",
+                [("r", "error", "/t:r/t:a[1]"), ("r", "error", "/t:r/t:a[2]"), ("r", "warning", "/t:r/t:a[3]")],
+            ),
         ),
         # a let that raises: the rule is reported (its id, here none), the others run
         (
