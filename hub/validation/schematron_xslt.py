@@ -75,6 +75,7 @@ _LITERAL_OR_PREDICATE = re.compile(r"'[^']*'|\"[^\"]*\"|\[|\]")
 # root()), a variable (XSLT 3.0), "/" alone. Any "(" counts: element() and schema-element() only lose
 # a little speed.
 _NOT_ONLY_ELEMENTS = re.compile(r"[@($]|attribute::|namespace::|^\s*/\s*$|^\s*\.")
+_UNION = re.compile(r"\||\bunion\b")
 
 
 def _outside_predicates(pattern: str) -> str:
@@ -95,7 +96,9 @@ def _outside_predicates(pattern: str) -> str:
 
 def _elements_only(contexts: list[str]) -> bool:
     """Whether every context (an XSLT pattern) can only match elements; conservative."""
-    return not any(_NOT_ONLY_ELEMENTS.search(_outside_predicates(c)) for c in contexts)
+    return not any(
+        _NOT_ONLY_ELEMENTS.search(branch) for c in contexts for branch in _UNION.split(_outside_predicates(c))
+    )
 
 
 _FEW = 16  # up to this many elements with findings, each one's number is counted on its own

@@ -15,6 +15,7 @@ from hub.validation.schematron import (
     _Locator,
     compile_schematron,
 )
+from hub.validation.schematron_xslt import _elements_only
 
 HEAD = '<sch:schema xmlns:sch="http://purl.oclc.org/dsdl/schematron" queryBinding="{binding}">'
 DOC = b"""<t:r xmlns:t="urn:t">
@@ -292,3 +293,31 @@ def test_paths_are_those_of_lxml_getpath() -> None:
             assert locate.path(element) == root.getroottree().getpath(element)
             checked += 1
     assert checked > 3000
+
+
+@pytest.mark.parametrize(
+    ("context", "elements_only"),
+    [
+        ("//*", True),
+        ("xbau:a//xbau:b", True),
+        ('t:a[@n = "("]', True),  # inside predicates and literals nothing counts
+        ('t:x[. = "|"] | t:y', True),
+        ("/ | t:a", False),  # the document node, as one branch of a union
+        ("t:a union /", False),
+        ("@x", False),
+        ("t:a/text()", False),
+        ("key('k', 'v')", False),
+        ("$nodes", False),
+    ],
+)
+def test_which_patterns_run_over_elements_only(context: str, elements_only: bool) -> None:
+    assert _elements_only([context]) is elements_only
+
+
+def test_a_union_with_the_document_node_still_fires_on_it(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        '<sch:pattern><sch:rule context="/ | t:b"><sch:report id="r" test="true()">x</sch:report></sch:rule>'
+        "</sch:pattern>",
+    )
+    assert [(f.rule, f.path) for f in rules.check(etree.fromstring(DOC))] == [("r", "/t:r"), ("r", "/t:r/t:b")]
