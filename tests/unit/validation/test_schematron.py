@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import saxonche  # noqa: F401  (a runtime dependency: these tests must not be skipped)
 from lxml import etree
 
+from hub.validation import ValidationEngine
+from hub.validation.bundles import Bundle
+from hub.validation.manifest import read_manifest
 from hub.validation.schematron import (
     SchematronError,
     SchematronIncomplete,
@@ -321,3 +325,26 @@ def test_a_union_with_the_document_node_still_fires_on_it(tmp_path: Path) -> Non
         "</sch:pattern>",
     )
     assert [(f.rule, f.path) for f in rules.check(etree.fromstring(DOC))] == [("r", "/t:r"), ("r", "/t:r/t:b")]
+
+
+def test_rules_failing_as_a_whole_never_make_a_document_valid(tmp_path: Path) -> None:
+    # A schema-level let raises (no xsl:try can catch a global variable): the whole file stops, and the
+    # engine reports "not_checked" with the reason, not "valid".
+    (tmp_path / "x.xsd").write_text(
+        "<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema' targetNamespace='urn:t' "
+        "elementFormDefault='qualified'><xs:element name='r'><xs:complexType><xs:sequence>"
+        "<xs:element name='a' maxOccurs='unbounded' type='xs:string'/></xs:sequence></xs:complexType>"
+        "</xs:element></xs:schema>"
+    )
+    _rules_file(
+        tmp_path,
+        '<sch:let name="g" value="normalize-space(//t:a)"/><sch:pattern><sch:rule context="t:r">'
+        '<sch:assert test="$g != \'z\'">x</sch:assert></sch:rule></sch:pattern>',
+    )
+    manifest = {"standard": "T", "version": "1", "namespaces": ["urn:t"], "entry": "x.xsd", "schematron": ["r.sch"]}
+    (tmp_path / "bundle.json").write_text(json.dumps(manifest))
+    engine = ValidationEngine([Bundle(tmp_path, read_manifest(tmp_path), "operator")])
+    assert engine.validate(b"<t:r xmlns:t='urn:t'><t:a>1</t:a></t:r>").verdict == "valid"
+    report = engine.validate(b"<t:r xmlns:t='urn:t'><t:a>1</t:a><t:a>2</t:a></t:r>")
+    assert report.verdict == "not_checked"
+    assert (report.reason or "").startswith("validation could not run: Saxon failed while applying the rules")
