@@ -7,10 +7,10 @@ Public interface::
 
 Module map: ``manifest`` (bundle.json), ``bundles`` (discovery, lazy compile), ``resolver`` (local-only
 schema imports), ``detection`` (standard/version/type, header), ``codelists`` (genericode),
-``schematron`` (Schematron → XSLT 2.0 on Saxon-HE), ``schematron_lxml`` (the rules lxml can answer
-exactly), ``schematron_source`` (reading .sch files), ``confinement`` (what installed rules may not do;
-the sandboxed Saxon settings), ``xpath_subset`` (XPath 2.0 translated to XPath 1.0, with run-time
-guards), ``engine``, ``report``, ``install`` (``xhub schemas add``), ``unpack`` (a release into a
+``schematron`` (the one Schematron engine: rules compiled once per bundle, run on Saxon-HE),
+``schematron_xslt`` (a Schematron file → an XSLT stylesheet), ``schematron_source`` (reading .sch
+files), ``saxon`` (the sandboxed Saxon processor), ``confinement`` (what installed rules may not do; the
+sandboxed Saxon settings), ``engine``, ``report``, ``install`` (``xhub schemas add``), ``unpack`` (a release into a
 staging folder, checked), ``paths`` (paths from outside: kinds, safe reading, relative names), ``cli``
 (typer commands).
 """

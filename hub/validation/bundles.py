@@ -17,17 +17,14 @@ from lxml import etree
 
 import hub
 from hub.validation.codelists import CodeListError, CodeListSet
-from hub.validation.detection import HeaderXPath
 from hub.validation.manifest import MANIFEST_NAME, BundleError, Manifest, read_manifest
-from hub.validation.report import Finding, Severity
+from hub.validation.report import MAX_FINDINGS_PER_CHECK, Finding, Severity
 from hub.validation.resolver import BundleResolver, schema_parser
 from hub.validation.saxon import SchematronUnavailable, saxon_available
 from hub.validation.schematron import SchematronError, SchematronRules
 
 __all__ = ["DEFAULT_OPERATOR_DIR", "Bundle", "CompiledBundle", "default_schema_dirs", "load_bundles",
            "shipped_schema_dir"]
-
-MAX_FINDINGS_PER_CHECK = 200
 
 DEFAULT_OPERATOR_DIR = Path("var/schemas")
 
@@ -54,7 +51,6 @@ class CompiledBundle:
     schema: etree.XMLSchema
     codelists: CodeListSet
     schematron: SchematronRules | None
-    header_xpath: HeaderXPath | None = None  # the header of schema-valid documents, when the manifest has it
     notes: list[Finding] = field(default_factory=list)
     # Why the bundle's Schematron rules cannot run in this process (Saxon missing or not starting): the
     # engine then reports "not_checked" for documents that passed the XSD, never "valid".
@@ -139,8 +135,7 @@ class Bundle:
             except SchematronError as exc:
                 raise BundleError(f"{self.name}: {exc}") from None
         notes = [Finding("warning", unavailable, rule="schematron")] if unavailable else []
-        header_xpath = HeaderXPath(manifest.header_xpath, manifest.prefixes) if manifest.header_xpath else None
-        return CompiledBundle(schema, codelists, rules, header_xpath, notes, schematron_unavailable=unavailable)
+        return CompiledBundle(schema, codelists, rules, notes, schematron_unavailable=unavailable)
 
 
 def load_bundles(dirs: list[Path]) -> tuple[list[Bundle], list[str]]:

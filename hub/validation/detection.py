@@ -30,7 +30,6 @@ __all__ = [
     "HEADER_PROFILES",
     "KNOWN_STANDARDS",
     "Detected",
-    "HeaderXPath",
     "KnownStandard",
     "detect_known",
     "extract_header",
@@ -283,53 +282,3 @@ def _type_code_fallback(root: etree._Element, header: dict[str, HeaderValue]) ->
 def _type_suffix(tag: str) -> str | None:
     suffix = _TYPE_SUFFIX.search(tag)
     return suffix.group(1) if suffix else None
-
-
-class HeaderXPath:
-    """A bundle's header fields as namespace-qualified XPath 1.0, all evaluated in one call.
-
-    For schema-valid documents only: there the XSD fixes the namespace of every element, so qualified
-    paths find exactly the nodes the namespace-agnostic walk of :func:`extract_header` finds, and each
-    field's expression selects at most one node (a manifest promise, checked for the shipped bundles by
-    the test suite). The fields are joined into one string by ``concat(normalize-space(…), '\\n', …)``:
-    ``normalize-space`` turns every newline inside a value into a space, so a newline separates fields
-    safely, and the values come out normalized exactly like the walk's. Measured per document: 3 to 5 µs
-    against 8 to 17 µs for the walk (lxml's per-call set-up dominates, so one call for all fields).
-    """
-
-    def __init__(self, paths: dict[str, list[str]], prefixes: dict[str, str]) -> None:
-        """Compile; raises :class:`ValueError` naming the expression that does not compile."""
-        self.slots: dict[str, range] = {}
-        expressions: list[str] = []
-        for name, alternatives in paths.items():
-            self.slots[name] = range(len(expressions), len(expressions) + len(alternatives))
-            for expression in alternatives:
-                try:  # evaluated once as well: an unbound prefix only shows up at evaluation
-                    etree.XPath(expression, namespaces=prefixes)(etree.Element("probe"))
-                except etree.XPathError as exc:
-                    raise ValueError(f"{expression!r} for {name}: {exc}") from None
-                expressions.append(f"normalize-space({expression})")
-        self.size = len(expressions)
-        joined = ", '\n', ".join(expressions) if expressions else "''"
-        self._xpath = etree.XPath(f"concat({joined}, '')", namespaces=prefixes, regexp=False, smart_strings=False)
-        # The common case, one expression per field, takes a shorter way through __call__.
-        self._one_each = all(len(slots) == 1 for slots in self.slots.values())
-        self._template: dict[str, HeaderValue] = dict.fromkeys(HEADER_FIELDS)
-
-    def __bool__(self) -> bool:
-        return self.size > 0
-
-    def __call__(self, root: etree._Element) -> dict[str, HeaderValue]:
-        """Every field in ``HEADER_FIELDS``; the first alternative with a non-empty value wins."""
-        result = self._xpath(root)
-        header = self._template.copy()  # every field None
-        if isinstance(result, str):
-            values = result.split("\n")
-            if self._one_each:  # the common case, and the cheaper loop (this runs for every document)
-                for name, value in zip(self.slots, values, strict=False):
-                    if value:
-                        header[name] = value
-            else:
-                for name, slots in self.slots.items():
-                    header[name] = next((values[i] for i in slots if values[i]), None)
-        return _type_code_fallback(root, header)

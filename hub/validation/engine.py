@@ -110,9 +110,7 @@ class ValidationEngine:
             findings.extend(compiled.notes)
             findings.extend(compiled.check_xsd(root))
             xsd_ok = not findings or not any(f.severity == "error" for f in findings)
-            # Qualified header paths are exact only where the XSD fixed every element's namespace.
-            fast_header = compiled.header_xpath if xsd_ok else None
-            report.header = fast_header(root) if fast_header else extract_header(root, bundle.header_paths)
+            report.header = extract_header(root, bundle.header_paths)
             findings.extend(compiled.codelists.check(root))
             if compiled.schematron_unavailable is not None:
                 if xsd_ok:  # the rules did not run: never "valid" (invalid findings above still count)

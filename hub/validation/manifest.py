@@ -11,8 +11,6 @@ holding the XSDs, optional Schematron and genericode files, and this manifest::
       "entry": "_all_xbau_messages.xsd",
       "message_types": ["baugenehmigung.antrag.0200"],
       "header": "xoev-g2g",
-      "header_xpath": {"message_uuid": ["nachrichtenkopf.g2g/identifikation.nachricht/nachrichtenUUID"]},
-      "prefixes": {"xbau": "http://www.xleitstelle.de/xbau/2/6"},
       "schematron": ["xbau-schematron.sch"],
       "codelists": ["code_lists"],
       "schema_locations": {"http://www.w3.org/2001/xml.xsd": "xml.xsd"},
@@ -21,10 +19,12 @@ holding the XSDs, optional Schematron and genericode files, and this manifest::
 
 ``namespaces`` are the root-element namespaces the bundle validates; ``header`` is a profile name from
 :data:`hub.validation.detection.HEADER_PROFILES` or a mapping field → list of local-name paths;
-``codelists`` are files or folders of genericode lists; ``schema_locations`` maps absolute import URLs
-to files inside the bundle (nothing is ever fetched). Every path is relative to the bundle folder and
-must stay inside it, also after symbolic links are resolved. The manifest is checked when it is loaded,
-not when the first message arrives.
+``header_xpath`` and ``prefixes`` (a second, XPath-based header reader) are retired: :func:`read_manifest`
+ignores them with a logged warning, so bundles installed by older versions still load, and the header is
+read one way, by the ``header`` paths. ``codelists`` are files or folders of genericode lists;
+``schema_locations`` maps absolute import URLs to files inside the bundle (nothing is ever fetched).
+Every path is relative to the bundle folder and must stay inside it, also after symbolic links are
+resolved. The manifest is checked when it is loaded, not when the first message arrives.
 
 ``standard`` and ``version`` name the bundle's folder (:func:`bundle_folder_name`), so they are held to
 strict patterns whoever supplies them (manifest, ``--standard``/``--version``, release name): a standard
@@ -36,6 +36,7 @@ a version starts with a digit and has at most 32 ASCII letters, digits, ``.``, `
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -43,13 +44,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.jsonsafe import JsonLimits, JsonRejected, loads
-from hub.validation.detection import HEADER_PROFILES, HeaderXPath
+from hub.validation.detection import HEADER_PROFILES
 from hub.validation.paths import PathProblem, read_regular, relative_name
 from hub.validation.report import HEADER_FIELDS
 
 __all__ = [
     "MANIFEST_NAME",
     "MAX_MANIFEST_BYTES",
+    "RETIRED_KEYS",
     "BundleError",
     "Manifest",
     "bundle_folder_name",
@@ -69,6 +71,10 @@ VERSION_PATTERN = re.compile(r"[0-9][0-9A-Za-z._-]{0,31}")
 _XML_NAME = re.compile(r"[^\W\d][\w.\-]{0,199}")
 _URI = re.compile(r"[!-~\u00a0-\U0010ffff]{1,1024}")
 _MANIFEST_JSON = JsonLimits(max_bytes=MAX_MANIFEST_BYTES, max_depth=8, max_string_chars=4096)
+# Keys of earlier manifest versions that are no longer read (see the module docstring).
+RETIRED_KEYS = ("header_xpath", "prefixes")
+
+log = logging.getLogger(__name__)
 
 
 class BundleError(ValueError):
@@ -111,8 +117,6 @@ class Manifest(BaseModel):
     entry: str
     message_types: list[str] = Field(default_factory=list)
     header: str | dict[str, list[str]] = "auto"
-    header_xpath: dict[str, list[str]] = Field(default_factory=dict)
-    prefixes: dict[str, str] = Field(default_factory=dict)
     schematron: list[str] = Field(default_factory=list)
     codelists: list[str] = Field(default_factory=list)
     schema_locations: dict[str, str] = Field(default_factory=dict)
@@ -169,17 +173,6 @@ class Manifest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _header_xpath(self) -> Manifest:
-        for name in self.header_xpath:
-            if name not in HEADER_FIELDS:
-                raise ValueError(f"unknown header_xpath field {name!r}; fields: {', '.join(HEADER_FIELDS)}")
-        try:
-            HeaderXPath(self.header_xpath, self.prefixes)
-        except ValueError as exc:
-            raise ValueError(f"header_xpath: {exc}") from None
-        return self
-
-    @model_validator(mode="after")
     def _relative_paths(self) -> Manifest:
         named = [("entry", self.entry)] + [("schematron", r) for r in self.schematron]
         named += [("codelists", r) for r in self.codelists] + [("schema_locations", r) for r in
@@ -231,6 +224,14 @@ def read_manifest(folder: Path, label: str | None = None) -> Manifest:
     name = label or folder.name
     try:
         data = loads(read_regular(path, MAX_MANIFEST_BYTES, follow=False), _MANIFEST_JSON)
+        if isinstance(data, dict):
+            retired = [key for key in RETIRED_KEYS if key in data]
+            if any(data[key] for key in retired):  # empty ones were written by older `xhub schemas add`
+                log.warning(
+                    "%s/%s: %s ignored: the header is read by the 'header' paths only; remove the key",
+                    name, MANIFEST_NAME, " and ".join(retired),
+                )
+            data = {key: value for key, value in data.items() if key not in RETIRED_KEYS}
         manifest = Manifest.model_validate(data)
     except PathProblem as exc:
         raise BundleError(f"{name}/{MANIFEST_NAME}: cannot read: {exc.what}") from None

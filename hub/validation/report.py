@@ -18,11 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Finding", "HeaderValue", "Report", "Severity", "Verdict"]
+__all__ = ["MAX_FINDINGS_PER_CHECK", "Finding", "HeaderValue", "Report", "Severity", "Verdict"]
 
 Severity = Literal["error", "warning", "info"]
 Verdict = Literal["valid", "invalid", "not_checked"]
 HeaderValue = str | list[str] | None
+
+# Per check (XSD, Schematron): at most this many findings, then one summary finding for the rest.
+MAX_FINDINGS_PER_CHECK = 200
 
 HEADER_FIELDS: tuple[str, ...] = ("message_uuid", "type_code", "created_at", "author_id", "reader_id")
 

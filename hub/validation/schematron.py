@@ -1,39 +1,25 @@
-"""Schematron rules, compiled to XSLT 2.0 and run by Saxon-HE (``saxonche``).
+"""Schematron rules on Saxon-HE (``saxonche``): the one Schematron engine of the hub.
 
-XÖV Schematron files use ``queryBinding="xslt2"`` (``if … then … else``, ``matches()``, sequence
-comparisons), which lxml's XSLT 1.0 ``isoschematron`` cannot run. Saxon-HE runs the XPath; this module
-only translates the Schematron structure into a stylesheet, following the ISO skeleton's model:
+:class:`SchematronRules` holds the Schematron files of one bundle, each translated to XSLT by
+:mod:`hub.validation.schematron_xslt` and compiled by Saxon once, when the bundle compiles (once per
+process). :meth:`SchematronRules.check` serialises the document (after the XSD check, so schema-fixed
+attributes are there), has Saxon parse it once and runs every file's stylesheet on it, then turns the
+results into :class:`~hub.validation.report.Finding` objects:
 
-* one XSLT mode per pattern; within a pattern, a node fires at most the *first* rule whose context
-  matches it (rule order becomes template priority); every node is visited (``@*|node()``);
-* ``sch:let`` at schema or pattern level becomes a global variable, at rule level a local one;
-* abstract rules are pulled in through ``sch:extends``; ``sch:include`` is resolved inside the bundle;
-* a failed ``sch:assert`` or a successful ``sch:report`` emits a finding with the assertion ``id``, its
-  text (``sch:value-of`` and ``sch:name`` evaluated) and a positional path of the node, which the engine
-  maps back onto its lxml tree to get the line number and a readable XPath;
-* each check, and each rule-level ``sch:let`` with the parts after it, sits in an ``xsl:try``: an XPath
-  dynamic error (XPTY0004 on a valid document, say) is reported for that check and node as a
-  ``hubr:error``, and every other check still runs. :meth:`SchematronRules.check` then raises
-  :class:`SchematronIncomplete` with all findings; an error in a schema-level ``sch:let`` (a global
-  variable, which no ``xsl:try`` in a template can catch) still stops the file.
-
-Abstract patterns (``sch:pattern[@abstract]``) and phases other than ``#ALL`` are refused at load time
-with :class:`SchematronError`: no XÖV bundle here uses them, and ignoring them would report wrong results.
+* the location Saxon reports (the element's number in document order, ``/@name`` for an attribute) is
+  mapped onto the lxml tree by one walk per document, done only when there is a finding: the line is
+  the element's ``sourceline``, the path lxml's ``getpath`` (``/xbau:…/nachrichtenkopf.g2g/autor``);
+* at most :data:`~hub.validation.report.MAX_FINDINGS_PER_CHECK` findings per document, then one summary
+  finding whose severity is the worst of the omitted ones (so a cut never turns "invalid" into "valid");
+* a check that raised an XPath error (a fault of the rule, e.g. XPTY0004 on a valid document) is a
+  ``warning`` finding naming the rule; every other check ran. :meth:`check` then raises
+  :class:`SchematronIncomplete` with all findings, and the engine reports ``not_checked`` unless an
+  error finding makes the document invalid anyway.
 
 Installed rules are untrusted code: :mod:`hub.validation.confinement` screens every file when it is
 loaded, and the Saxon processor runs with no access to any URI and no external functions. When Saxon
 cannot be imported or cannot start, :class:`SchematronUnavailable` says so, and the engine reports
 ``not_checked``: rules that did not run never make a document valid.
-
-Why our own translation and not the ISO skeleton that lxml ships (``lxml/isoschematron/resources/xsl``):
-that skeleton is the XSLT 1.0 one; run on Saxon it stops with "does not work with schemas using the
-xslt2 query language". Forcing ``queryBinding="xslt"`` makes it generate a ``version="1.0"`` stylesheet,
-which Saxon runs in backwards-compatible mode (first-item and numeric-comparison rules of XPath 1.0),
-so it would not implement the binding the XÖV files declare.
-
-:class:`SchematronRules` is the entry point. Saxon stays the reference; per document and file, rules
-that :mod:`hub.validation.schematron_lxml` can prove portable are answered by lxml instead, with the
-same findings (``tests/unit/validation/test_schematron_hybrid.py`` compares both paths).
 """
 
 from __future__ import annotations
@@ -44,21 +30,10 @@ from pathlib import Path
 
 from lxml import etree
 
-from hub.validation.confinement import screen
-from hub.validation.report import Finding, Severity
+from hub.validation.report import MAX_FINDINGS_PER_CHECK, Finding, Severity
 from hub.validation.saxon import SchematronUnavailable, processor, saxon_available, saxon_lock
-from hub.validation.schematron_lxml import LxmlRules
-from hub.validation.schematron_source import (
-    SCH,
-    SchematronError,
-    abstract_rules,
-    check_id,
-    check_role,
-    load_sch,
-    rule_parts,
-    severity,
-)
-from hub.validation.schematron_source import q as _q
+from hub.validation.schematron_source import SchematronError, q
+from hub.validation.schematron_xslt import OUT, compile_schematron, load_screened, to_xslt
 
 __all__ = [
     "SchematronError",
@@ -70,179 +45,8 @@ __all__ = [
     "saxon_available",
 ]
 
-XSL = "http://www.w3.org/1999/XSL/Transform"
-XS = "http://www.w3.org/2001/XMLSchema"
-OUT = "urn:xoev-hub:schematron-result"
-FN = "urn:xoev-hub:schematron-functions"
-ERR = "http://www.w3.org/2005/xqt-errors"  # $err:code and $err:description inside xsl:catch
+_SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")  # worst first
 
-_SUPPORTED_BINDINGS = {"xslt", "xslt1", "xslt2", "xslt3", "xpath", "xpath2", "xpath3", "xpath31"}
-
-
-def _avt_literal(value: str) -> str:
-    # Attributes of literal result elements are attribute value templates: escape the braces.
-    return value.replace("{", "{{").replace("}", "}}")
-
-
-class _Compiler:
-    """Builds the XSLT stylesheet for one Schematron schema (see the module docstring)."""
-
-    def __init__(self, schema: etree._Element, name: str) -> None:
-        self.schema = schema
-        self.name = name
-        binding = (schema.get("queryBinding") or "xslt").lower()
-        if binding not in _SUPPORTED_BINDINGS:
-            raise SchematronError(f"{name}: queryBinding {binding!r} is not supported")
-        self.version = "1.0" if binding in ("xslt", "xslt1", "xpath") else "2.0"
-        nsmap: dict[str | None, str] = {"xsl": XSL, "xs": XS, "hubr": OUT, "hubf": FN, "err": ERR}
-        for ns in schema.iter(_q(SCH, "ns")):
-            nsmap[ns.get("prefix")] = ns.get("uri", "")
-        self.out = etree.Element(_q(XSL, "stylesheet"), nsmap=nsmap)
-        self.out.set("version", self.version)
-        self.out.set("exclude-result-prefixes", " ".join(p for p in nsmap if p and p not in ("xsl", "hubr")))
-        self.abstract = abstract_rules(schema)
-
-    def el(self, parent: etree._Element, local: str, **attrs: str) -> etree._Element:
-        node = etree.SubElement(parent, _q(XSL, local))
-        for key, value in attrs.items():
-            node.set(key.rstrip("_"), value)
-        return node
-
-    def compile(self) -> str:
-        schema = self.schema
-        if any(p.get("abstract") == "true" for p in schema.iter(_q(SCH, "pattern"))):
-            raise SchematronError(f"{self.name}: abstract patterns are not supported")
-        default_phase = schema.get("defaultPhase")
-        if default_phase and default_phase != "#ALL":
-            raise SchematronError(f"{self.name}: phases are not supported (defaultPhase={default_phase!r})")
-        self.el(self.out, "output", method="xml", indent="no")
-        self._location_function()
-        for child in schema:
-            if child.tag in (_q(XSL, "function"), _q(XSL, "key")):
-                self.out.append(child.__copy__())
-        for let in schema.findall(_q(SCH, "let")):
-            self._let(self.out, let)
-        patterns = schema.findall(_q(SCH, "pattern"))
-        for let in (let for p in patterns for let in p.findall(_q(SCH, "let"))):
-            self._let(self.out, let)
-        main = self.el(self.out, "template", match="/")
-        result = etree.SubElement(main, _q(OUT, "result"))
-        for index, pattern in enumerate(patterns):
-            self.el(result, "apply-templates", select="/", mode=f"p{index}")
-            self._pattern(pattern, f"p{index}")
-        return str(etree.tostring(self.out, encoding="unicode"))
-
-    def _location_function(self) -> None:
-        func = self.el(self.out, "function", name="hubf:loc", as_="xs:string")
-        func.set("version", "2.0")
-        self.el(func, "param", name="n", as_="node()")
-        self.el(
-            func,
-            "sequence",
-            select=(
-                "concat('/', string-join(for $a in $n/ancestor-or-self::* return "
-                "concat('*[', count($a/preceding-sibling::*) + 1, ']'), '/'), "
-                "if ($n instance of attribute()) then concat('/@', name($n)) else '')"
-            ),
-        )
-
-    def _let(self, parent: etree._Element, let: etree._Element) -> None:
-        var = self.el(parent, "variable", name=let.get("name", ""))
-        if let.get("value") is not None:
-            var.set("select", let.get("value", ""))
-        else:
-            for child in let:
-                var.append(child.__copy__())
-
-    def _pattern(self, pattern: etree._Element, mode: str) -> None:
-        # Default behaviour in this mode: visit attributes and children, emit nothing for text.
-        walk = self.el(self.out, "template", match="@*|node()", mode=mode, priority="-10")
-        self.el(walk, "apply-templates", select="@*|node()", mode=mode)
-        rules = [r for r in pattern.findall(_q(SCH, "rule")) if r.get("abstract") != "true"]
-        for position, rule in enumerate(rules):
-            context = rule.get("context")
-            if not context:
-                raise SchematronError(f"{self.name}: a rule without @context in pattern {pattern.get('id')}")
-            template = self.el(
-                self.out, "template", match=context, mode=mode, priority=str(len(rules) - position)
-            )
-            # A let and the parts after it go into an xsl:try of their own: XSLT catches an error of
-            # a variable only inside the try that declares it. Each check has its own try as well.
-            body = template
-            opened: list[tuple[etree._Element, str]] = []  # (the try around a let, the let's name)
-            for part in rule_parts(rule, self.abstract, self.name):
-                if part.tag == _q(SCH, "let"):
-                    body = self._try(body)
-                    self._let(body, part)
-                    opened.append((body, part.get("name", "")))
-                else:
-                    self._check(body, part, rule)
-            for attempt, name in opened:  # now that each try is complete: xsl:catch comes last
-                self._catch(attempt, rule.get("id", ""), f"variable ${name}: ")
-            self.el(template, "apply-templates", select="@*|node()", mode=mode)
-
-    def _try(self, parent: etree._Element) -> etree._Element:
-        if self.version == "1.0":
-            # Backwards-compatible mode (XPath 1.0 rules) has no such errors to catch, and a
-            # version="3.0" xsl:try would take its content out of that mode.
-            return parent
-        return self.el(parent, "try")  # XSLT 3.0 processes a version="2.0" stylesheet as 3.0
-
-    def _catch(self, attempt: etree._Element, rule_id: str, what: str = "") -> None:
-        """Report a dynamic error inside ``attempt`` (e.g. XPTY0004, several items where the rule expects
-        one) as a ``hubr:error`` for ``rule_id`` and the context node, instead of stopping the run."""
-        if attempt.tag != _q(XSL, "try"):
-            return
-        error = etree.SubElement(self.el(attempt, "catch"), _q(OUT, "error"))
-        error.set("id", _avt_literal(rule_id))
-        error.set("code", "{local-name-from-QName($err:code)}")
-        loc = self.el(error, "attribute", name="location")
-        self.el(loc, "value-of", select="hubf:loc(.)")
-        if what:
-            self.el(error, "text").text = what
-        self.el(error, "value-of", select="$err:description")
-
-    def _check(self, template: etree._Element, check: etree._Element, rule: etree._Element) -> None:
-        test = check.get("test", "")
-        is_assert = check.tag == _q(SCH, "assert")
-        attempt = self._try(template)
-        cond = self.el(attempt, "if", test=f"not({test})" if is_assert else f"({test})")
-        failed = etree.SubElement(cond, _q(OUT, "failed"))
-        failed.set("kind", "assert" if is_assert else "report")
-        failed.set("id", _avt_literal(check_id(check, rule)))
-        failed.set("role", _avt_literal(check_role(check, rule)))
-        loc = self.el(failed, "attribute", name="location")
-        self.el(loc, "value-of", select="hubf:loc(.)")
-        self._message(failed, check)
-        self._catch(attempt, check_id(check, rule))
-
-    def _message(self, target: etree._Element, node: etree._Element) -> None:
-        if node.text:
-            self.el(target, "text").text = node.text
-        for child in node:
-            if child.tag == _q(SCH, "value-of"):
-                self.el(target, "value-of", select=child.get("select", "."))
-            elif child.tag == _q(SCH, "name"):
-                self.el(target, "value-of", select=f"name({child.get('path', '.')})")
-            elif isinstance(child.tag, str):
-                self._message(target, child)  # sch:emph, sch:dir, sch:span and foreign markup: keep text
-            if child.tail:
-                self.el(target, "text").text = child.tail
-
-
-def load_screened(path: Path, bundle_dir: Path) -> etree._Element:
-    """The Schematron file ``path``, includes inlined (inside ``bundle_dir`` only), screened for escapes."""
-    schema = load_sch(path, bundle_dir)
-    screen(schema, path.name)
-    return schema
-
-
-def compile_schematron(path: Path, bundle_dir: Path) -> str:
-    """Return the XSLT 2.0 text for the Schematron file ``path`` (includes resolved inside ``bundle_dir``)."""
-    return _Compiler(load_screened(path, bundle_dir), path.name).compile()
-
-
-# --- running --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Failure:
@@ -251,6 +55,19 @@ class _Failure:
     message: str
     location: str
     error: str | None = None  # the XPath error code when the check could not be evaluated here
+
+
+@dataclass
+class _Omitted:
+    """Findings left out by the cap: how many per severity, and how many of them are rule faults."""
+
+    error: int = 0
+    warning: int = 0
+    info: int = 0
+    faults: int = 0
+
+    def total(self) -> int:
+        return self.error + self.warning + self.info + self.faults
 
 
 class SchematronIncomplete(SchematronError):
@@ -272,20 +89,141 @@ class SchematronIncomplete(SchematronError):
         self.reason = reason
 
 
-class SchematronRules:
-    """The Schematron files of one bundle, ready to run; thread-safe.
+class _Locator:
+    """Maps Saxon's locations onto one lxml tree, in time linear in the document however many findings.
 
-    Each file exists twice: as a Saxon executable (the reference, XPath 2.0 as the files declare) and
-    as :class:`~hub.validation.schematron_lxml.LxmlRules`. :meth:`check` asks lxml first, file by file,
-    and runs Saxon only for the files lxml cannot answer exactly for this document (see
-    :mod:`hub.validation.schematron_lxml`); the findings are the same either way.
+    The elements are numbered on first use, in one walk. Paths are those of lxml's ``getpath`` (libxml2's
+    ``xmlGetNodePath``), built here from per-parent tables of steps: ``getpath`` scans all siblings of
+    every ancestor on each call, which made 200 findings among 80,000 siblings take seconds.
     """
 
-    def __init__(self, files: list[Path], bundle_dir: Path) -> None:
+    def __init__(self, root: etree._Element) -> None:
+        self.root = root
+        self._elements: list[etree._Element] | None = None
+        self._steps: dict[etree._Element, dict[etree._Element, str]] = {}
+
+    def element(self, number: int) -> etree._Element | None:
+        if self._elements is None:
+            # the same elements, in the same order, as the text Saxon parsed (etree.tostring of root)
+            self._elements = [self.root, *self.root.iterdescendants(etree.Element)]
+        if number == 0:  # the document node: reported on the root element
+            return self.root
+        return self._elements[number - 1] if 0 < number <= len(self._elements) else None
+
+    def path(self, element: etree._Element) -> str:
+        steps: list[str] = []
+        node: etree._Element | None = element
+        while node is not None:
+            parent = node.getparent()
+            if parent is None:
+                steps.append(_name_and_key(node)[0])
+                break
+            table = self._steps.get(parent)
+            if table is None:
+                table = self._steps[parent] = _child_steps(parent)
+            steps.append(table[node])
+            node = parent
+        return "/" + "/".join(reversed(steps))
+
+    def __call__(self, failure: _Failure) -> Finding:
+        number, _, attribute = failure.location.partition("/@")
+        element = self.element(int(number)) if number.isdigit() else None
+        line = element.sourceline if element is not None else None
+        path = self.path(element) if element is not None else None
+        if path is not None and attribute:
+            path = f"{path}/@{attribute}"
+        message = failure.message
+        if failure.error is not None:
+            which = f"Schematron rule {failure.rule}" if failure.rule else "A Schematron rule"
+            message = (
+                f"{which} could not be evaluated here: {failure.error} {message} "
+                "(a fault of the rule, not a finding about the document)"
+            )
+        return Finding(failure.severity, message, line, path, failure.rule or "schematron")
+
+
+def _name_and_key(element: etree._Element) -> tuple[str, tuple[str, str] | None]:
+    """The element's name in a libxml2 path, and which siblings count for its index (``None``: all).
+
+    As ``xmlGetNodePath``: a prefixed element is ``prefix:name`` and counts siblings of the same name and
+    prefix; one without namespace counts those of the same name without namespace; one in a default
+    namespace cannot be named in XPath 1.0, so it is ``*`` and counts every element sibling.
+    """
+    qname = etree.QName(element)
+    if qname.namespace is None:
+        return qname.localname, (qname.localname, "")
+    if element.prefix is None:
+        return "*", None
+    return f"{element.prefix}:{qname.localname}", (qname.localname, f"{element.prefix}:")
+
+
+def _child_steps(parent: etree._Element) -> dict[etree._Element, str]:
+    """The path step of every element child of ``parent``: its name, with ``[n]`` when it has namesakes."""
+    children = list(parent.iterchildren(etree.Element))
+    known: dict[tuple[str, str | None], tuple[str, tuple[str, str] | None]] = {}
+    named = []
+    for child in children:
+        seen_as = (str(child.tag), child.prefix)
+        name_key = known.get(seen_as)
+        if name_key is None:
+            name_key = known[seen_as] = _name_and_key(child)
+        named.append((child, *name_key))
+    totals: dict[tuple[str, str] | None, int] = {}
+    for _, _, key in named:
+        totals[key] = totals.get(key, 0) + 1
+    seen: dict[tuple[str, str] | None, int] = {}
+    steps: dict[etree._Element, str] = {}
+    for child, name, key in named:
+        # a generic (default namespace) element counts every element sibling
+        count = len(children) if key is None else totals[key]
+        position = seen[key] = seen.get(key, 0) + 1
+        if key is None:
+            position = len(steps) + 1
+        steps[child] = f"{name}[{position}]" if count > 1 else name
+    return steps
+
+
+def _failures(output: str, omitted: _Omitted) -> list[_Failure]:
+    """The findings of one stylesheet's result; adds what its cap left out to ``omitted``."""
+    result = etree.fromstring(output.encode("utf-8"))
+    failures: list[_Failure] = []
+    for item in result:
+        if item.tag == q(OUT, "omitted"):
+            for kind in ("error", "warning", "info", "faults"):
+                setattr(omitted, kind, getattr(omitted, kind) + int(item.get(kind, "0")))
+            continue
+        is_fault = item.tag == q(OUT, "error")
+        declared = item.get("severity", "error")
+        level: Severity = "warning" if is_fault else next((s for s in _SEVERITIES if s == declared), "error")
+        failures.append(
+            _Failure(
+                item.get("id", ""),
+                level,
+                " ".join("".join(item.itertext()).split()),
+                item.get("location", "0"),
+                item.get("code") if is_fault else None,
+            )
+        )
+    return failures
+
+
+def _summary(omitted: _Omitted) -> Finding:
+    worst: Severity = next((s for s in _SEVERITIES if getattr(omitted, s)), "info")
+    if worst == "info" and omitted.faults:
+        worst = "warning"
+    counts = ", ".join(f"{getattr(omitted, s)} {s}" for s in _SEVERITIES if getattr(omitted, s))
+    faults = f"{omitted.faults} rule faults" if omitted.faults else ""
+    detail = "; ".join(part for part in (counts, faults) if part)
+    return Finding(worst, f"{omitted.total()} more Schematron findings omitted ({detail})", rule="schematron")
+
+
+class SchematronRules:
+    """The Schematron files of one bundle, compiled once to Saxon executables; thread-safe."""
+
+    def __init__(self, files: list[Path], bundle_dir: Path, *, cap: int = MAX_FINDINGS_PER_CHECK) -> None:
         self.names = [f.name for f in files]
-        schemas = [load_screened(f, bundle_dir) for f in files]
-        sources = [_Compiler(s, f.name).compile() for s, f in zip(schemas, files, strict=True)]
-        self._lxml = [LxmlRules(s, f.name) for s, f in zip(schemas, files, strict=True)]
+        self.cap = cap
+        sources = [to_xslt(load_screened(f, bundle_dir), f.name, cap) for f in files]
         with saxon_lock:
             proc = processor()
             from saxonche import PySaxonApiError  # importable: processor() succeeded
@@ -299,7 +237,7 @@ class SchematronRules:
                     raise SchematronError(f"{name}: Saxon cannot compile the rules: {exc}") from None
             self._pid = os.getpid()
 
-    def _run(self, text: str, files: list[int]) -> dict[int, list[_Failure]]:
+    def _run(self, text: str) -> list[str]:
         from saxonche import PySaxonApiError
 
         with saxon_lock:
@@ -308,95 +246,37 @@ class SchematronRules:
             proc = processor()
             try:
                 node = proc.parse_xml(xml_text=text)  # type: ignore[attr-defined]
-                outputs = {i: self._executables[i].transform_to_string(xdm_node=node) for i in files}
+                return [executable.transform_to_string(xdm_node=node) for executable in self._executables]
             except PySaxonApiError as exc:
                 raise SchematronError(f"Saxon failed while applying the rules: {exc}") from None
-        failures: dict[int, list[_Failure]] = {}
-        for index, output in outputs.items():
-            result = etree.fromstring(output.encode("utf-8"))
-            failures[index] = [
-                _Failure(
-                    item.get("id", ""),
-                    severity(item.get("role", "")) if item.get("code") is None else "warning",
-                    " ".join("".join(item.itertext()).split()),
-                    item.get("location", "/"),
-                    item.get("code"),
-                )
-                for item in result.iter(_q(OUT, "failed"), _q(OUT, "error"))
-            ]
-        return failures
 
     def check(self, root: etree._Element) -> list[Finding]:
         """Apply every file's rules to the document; each finding names its assertion id as ``rule``.
 
         Raises :class:`SchematronIncomplete` (with all findings) when a check raised an XPath error.
         """
-        per_file = [rules.run(root) for rules in self._lxml]
-        missing = [i for i, findings in enumerate(per_file) if findings is None]
-        faults: list[Finding] = []
-        if missing:
-            from_saxon, faults = self._saxon_findings(root, missing)
-            per_file = [from_saxon[i] if found is None else found for i, found in enumerate(per_file)]
-        findings = [finding for found in per_file if found is not None for finding in found]
-        if faults:
-            raise SchematronIncomplete(findings, faults)
-        return findings
-
-    def check_with_saxon(self, root: etree._Element) -> list[Finding]:
-        """Every file on Saxon (the reference path, used to prove the lxml path equivalent)."""
-        found, faults = self._saxon_findings(root, list(range(len(self._executables))))
-        findings = [finding for i in range(len(self._executables)) for finding in found[i]]
-        if faults:
-            raise SchematronIncomplete(findings, faults)
-        return findings
-
-    def check_with_lxml(self, root: etree._Element) -> list[Finding] | None:
-        """The findings when lxml can answer for every file, else ``None`` (Saxon would be needed)."""
+        omitted = _Omitted()
+        outputs = self._run(etree.tostring(root, encoding="unicode"))
+        failures = [failure for output in outputs for failure in _failures(output, omitted)]
+        for failure in failures[self.cap :]:  # over the cap across files
+            if failure.error is not None:
+                omitted.faults += 1
+            else:
+                setattr(omitted, failure.severity, getattr(omitted, failure.severity) + 1)
+        if not failures and not omitted.total():
+            return []
+        locate = _Locator(root)
         findings: list[Finding] = []
-        for rules in self._lxml:
-            found = rules.run(root)
-            if found is None:
-                return None
-            findings.extend(found)
-        return findings
-
-    def _saxon_findings(
-        self, root: etree._Element, files: list[int]
-    ) -> tuple[dict[int, list[Finding]], list[Finding]]:
-        """Per file its findings, and the findings among them that report a check's XPath error."""
-        text = etree.tostring(root, encoding="unicode")
-        tree = root.getroottree()
-        found: dict[int, list[Finding]] = {}
         faults: list[Finding] = []
-        for index, failures in self._run(text, files).items():
-            found[index] = []
-            for failure in failures:
-                finding = _locate(tree, failure)
-                found[index].append(finding)
-                if failure.error is not None:
-                    faults.append(finding)
-        return found, faults
-
-
-def _locate(tree: etree._ElementTree, failure: _Failure) -> Finding:
-    """Map Saxon's positional location back onto the lxml tree (line number, readable XPath)."""
-    root = tree.getroot()
-    line: int | None = None
-    path: str | None = failure.location
-    hits = tree.xpath(failure.location) if failure.location != "/" else [root]
-    if isinstance(hits, list) and hits:
-        hit = hits[0]
-        element = hit.getparent() if isinstance(hit, etree._ElementUnicodeResult) else hit
-        if isinstance(element, etree._Element):
-            line = element.sourceline
-            path = tree.getpath(element)
-            if isinstance(hit, etree._ElementUnicodeResult) and hit.attrname:
-                path = f"{path}/@{hit.attrname}"
-    message = failure.message
-    if failure.error is not None:
-        which = f"Schematron rule {failure.rule}" if failure.rule else "A Schematron rule"
-        message = (
-            f"{which} could not be evaluated here: {failure.error} {message} "
-            "(a fault of the rule, not a finding about the document)"
-        )
-    return Finding(failure.severity, message, line, path, failure.rule or "schematron")
+        for failure in failures[: self.cap]:
+            finding = locate(failure)
+            findings.append(finding)
+            if failure.error is not None:
+                faults.append(finding)
+        if omitted.total():
+            findings.append(_summary(omitted))
+            if omitted.faults and not faults:
+                faults.append(findings[-1])
+        if faults:
+            raise SchematronIncomplete(findings, faults)
+        return findings

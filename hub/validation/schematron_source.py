@@ -1,9 +1,8 @@
-"""Reading Schematron files: includes, abstract rules, severities. Shared by both ways of running rules.
+"""Reading Schematron files: includes, abstract rules, severities.
 
-:mod:`hub.validation.schematron` turns a schema into an XSLT 2.0 stylesheet for Saxon;
-:mod:`hub.validation.schematron_lxml` evaluates the rules it can prove portable with lxml. Both read the
-``.sch`` file through :func:`load_sch` and expand ``sch:extends`` through :func:`rule_parts`, so they see
-the same rules in the same order.
+:mod:`hub.validation.schematron_xslt` reads a ``.sch`` file through :func:`load_sch` (includes resolved
+inside the bundle) and expands ``sch:extends`` through :func:`rule_parts` before it writes the stylesheet
+Saxon runs; :mod:`hub.validation.confinement` screens what :func:`load_sch` returns.
 """
 
 from __future__ import annotations

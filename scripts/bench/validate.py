@@ -18,8 +18,13 @@ cost per document, ≥ 20x faster than xmlschema.
 
 Like with like: ``lxml`` and ``xmlschema`` only parse and check the XSD; ``engine`` also runs the safe
 parser's prolog scan, detection, header extraction, code lists and Schematron, so its ratio to ``lxml``
-includes all of those. ``saxon_docs`` counts the documents for which Schematron needed Saxon (the rest
-were answered by lxml, see ``hub/validation/schematron_lxml.py``).
+includes all of those. Schematron runs on Saxon-HE only (``hub/validation/schematron.py``).
+
+Then one message at a time (``MESSAGES``: valid and invalid XBau, xdomea and XGewerbesteuer fixtures),
+µs per message, next to the figures recorded before the second Schematron engine (XPath 2 → 1 on lxml)
+was removed (``results/validate_before_saxon_only.json``, same machine; that file cannot be regenerated,
+the code is gone). Last, a pathological 1 MB XBau document, 175,000 empty elements, each one a
+Schematron finding: the report stops at 200 findings plus a summary, and the time must stay in seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lxml
 import xmlschema
@@ -39,11 +45,14 @@ from lxml import etree
 
 from hub.validation import ValidationEngine
 from hub.validation.bundles import Bundle, load_bundles
+from hub.validation.schematron import SchematronIncomplete
 from hub.xmlsafe import parse
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "xoev"
 RESULTS = Path(__file__).resolve().parent / "results" / "validate.json"
+# Per-message figures measured before the second Schematron engine (XPath 2 -> 1 on lxml) was removed.
+BEFORE = Path(__file__).resolve().parent / "results" / "validate_before_saxon_only.json"
 
 _XBAU = FIXTURES / "xbau-2.6"
 CASES: dict[str, tuple[str, list[Path]]] = {  # case -> (bundle folder, fixture documents)
@@ -63,6 +72,45 @@ CASES: dict[str, tuple[str, list[Path]]] = {  # case -> (bundle folder, fixture 
 }
 
 
+# One message at a time, valid and invalid: (label, bundle folder, fixture). The 0200 application
+# (38 KB, 562 elements) is the portal-sized XBau message.
+MESSAGES: list[tuple[str, str, Path]] = [
+    ("xbau 1120 valid (1.6 KB)", "xbau-2.6", _XBAU / "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml"),
+    ("xbau 1120 invalid (XSD)", "xbau-2.6", _XBAU / "constructed_INVALID_wrong_standard_attr.1120.xml"),
+    ("xbau 0200 valid (portal)", "xbau-2.6", _XBAU / "constructed_baugenehmigung.antrag.0200.xml"),
+    ("xbau 0200 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_baugenehmigung.antrag.0200.xml"),
+    ("xbau 0300 valid", "xbau-2.6", _XBAU / "constructed_beteiligung.aufforderung.0300.xml"),
+    ("xbau 0300 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_beteiligung.aufforderung.0300.xml"),
+    ("xbau 0421 valid", "xbau-2.6", _XBAU / "constructed_statistik.baugenehmigung.0421.xml"),
+    ("xbau 0421 invalid (sch)", "xbau-2.6", _XBAU / "constructed_INVALID_schematron_statistik.baugenehmigung.0421.xml"),
+    *[
+        (f"xdomea {p.name.split('.')[-2]}", "xdomea-3.0.0", p)
+        for p in sorted((FIXTURES / "xdomea-3.0.0").glob("*.xml"))
+    ],
+    *[  # one message type each, tax year 2023
+        (f"xgewst {p.name.split('-')[1]}", "xgewerbesteuer-1.4", p)
+        for p in sorted((FIXTURES / "xgewerbesteuer-1.4").glob("GEWST-*-2023-*.xml"))
+    ],
+]
+
+
+def _per_message(bundles: dict[str, Bundle], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
+    """µs per message of ``ValidationEngine.validate`` (best of ``rounds``), one fixture at a time."""
+    engines = {name: ValidationEngine([bundle]) for name, bundle in bundles.items()}
+    rows: dict[str, dict[str, Any]] = {}
+    for label, bundle, path in MESSAGES:
+        doc = path.read_bytes()
+        engine = engines[bundle]
+        rate = _rate(engine.validate, [doc], seconds, rounds)
+        rows[label] = {
+            "file": path.name,
+            "kb": round(len(doc) / 1024, 1),
+            "verdict": engine.validate(doc).verdict,
+            "us_per_msg": round(1e6 / rate, 1),
+        }
+    return rows
+
+
 def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float, rounds: int) -> float:
     """Documents per second, best of ``rounds``: each round repeats the whole set for ``seconds/rounds``."""
     for doc in docs:
@@ -78,17 +126,30 @@ def _rate(func: Callable[[bytes], object], docs: list[bytes], seconds: float, ro
     return best
 
 
-def _saxon_docs(bundle: Bundle, docs: list[bytes]) -> int:
-    """How many documents pass the XSD and need Saxon for at least one Schematron file."""
-    compiled = bundle.compiled()
-    if compiled.schematron is None:
-        return 0
-    needed = 0
-    for doc in docs:
-        root = parse(doc)
-        if not compiled.check_xsd(root) and compiled.schematron.check_with_lxml(root) is None:
-            needed += 1
-    return needed
+def _pathological(bundle: Bundle) -> dict[str, object]:
+    """A 1 MB XBau 1120 whose Kernmodul header is followed by empty elements, each a Schematron finding.
+
+    ``SchematronRules.check`` on the XSD-checked tree (the XSD would stop such a document first: this
+    times the Schematron engine alone, which runs on whatever passes the XSD of some bundle).
+    """
+    rules = bundle.compiled().schematron
+    assert rules is not None
+    fixture = (_XBAU / "constructed_prozessnachrichten.eingangsbestaetigung.1120.xml").read_bytes()
+    root = parse(fixture)
+    count = 0
+    while len(etree.tostring(root)) < 1024 * 1024:
+        for _ in range(5000):
+            etree.SubElement(root, "leer")
+        count += 5000
+    size = len(etree.tostring(root))
+    started = time.perf_counter()
+    try:
+        findings = rules.check(root)
+    except SchematronIncomplete as incomplete:
+        findings = incomplete.findings
+    seconds = time.perf_counter() - started
+    return {"kb": round(size / 1024), "empty_elements": count, "findings_in_report": len(findings),
+            "summary": findings[-1].message, "seconds": round(seconds, 2)}
 
 
 def _bench_bundle(
@@ -111,7 +172,6 @@ def _bench_bundle(
         "engine-xsd": _rate(without_sch.validate, docs, seconds, rounds),
         "lxml": _rate(bare, docs, seconds, rounds),
         "xmlschema": _rate(lambda d: xs_schema.is_valid(io.BytesIO(d)), docs, seconds, rounds),
-        "saxon_docs": _saxon_docs(bundle, docs),
     }
 
 
@@ -130,7 +190,7 @@ def main() -> None:
 
     header = (
         f"{'case':<21}{'docs':>5}{'KB':>6}{'engine/s':>10}{'eng-xsd/s':>11}{'lxml/s':>9}{'xmlschema/s':>13}"
-        f"{'engine÷lxml':>13}{'eng-xsd÷lxml':>14}{'engine vs xmlschema':>21}{'saxon_docs':>12}"
+        f"{'engine÷lxml':>13}{'eng-xsd÷lxml':>14}{'engine vs xmlschema':>21}"
     )
     print(header)
     print("-" * len(header))
@@ -139,8 +199,23 @@ def main() -> None:
             f"{name:<21}{int(r['documents']):>5}{r['avg_bytes'] / 1024:>6.1f}{r['engine']:>10.0f}"
             f"{r['engine-xsd']:>11.0f}{r['lxml']:>9.0f}"
             f"{r['xmlschema']:>13.0f}{r['lxml'] / r['engine']:>12.2f}x{r['lxml'] / r['engine-xsd']:>13.2f}x"
-            f"{r['engine'] / r['xmlschema']:>19.1f}x faster{int(r['saxon_docs']):>12}"
+            f"{r['engine'] / r['xmlschema']:>19.1f}x faster"
         )
+    messages = _per_message(bundles, args.seconds, args.rounds)
+    before = json.loads(BEFORE.read_text())["per_message_us"] if BEFORE.is_file() else {}
+    print(f"\n{'message':<27}{'KB':>6}{'verdict':>10}{'µs/msg':>10}{'before':>10}{'Δ µs':>9}")
+    for label, m in messages.items():
+        old = before.get(label, {}).get("us_per_msg")
+        delta = f"{float(m['us_per_msg']) - old:>+9.0f}" if isinstance(old, int | float) else f"{'':>9}"
+        was = f"{old:>10.0f}" if isinstance(old, int | float) else f"{'-':>10}"
+        print(f"{label:<27}{m['kb']:>6}{m['verdict']:>10}{m['us_per_msg']:>10.0f}{was}{delta}")
+    if before:
+        print(f"(before: {BEFORE.relative_to(REPO)}, recorded on the same machine before the lxml path was removed)")
+    worst = _pathological(bundles["xbau-2.6"])
+    print(
+        f"\npathological: {worst['kb']} KB, {worst['empty_elements']} empty elements: Schematron in "
+        f"{worst['seconds']} s, {worst['findings_in_report']} findings in the report ({worst['summary']})"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -153,6 +228,8 @@ def main() -> None:
                 "documents_per_second": rows,
                 "cost_ratio_engine_to_lxml": {n: r["lxml"] / r["engine"] for n, r in rows.items()},
                 "speedup_engine_vs_xmlschema": {n: r["engine"] / r["xmlschema"] for n, r in rows.items()},
+                "per_message_us": messages,
+                "pathological_1mb": worst,
             },
             indent=2,
         )

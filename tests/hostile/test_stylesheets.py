@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from hub import store
 from hub.mapping import MappingError, MappingFailed
 from hub.mapping.mapping import load_mapping
-from hub.validation import ValidationEngine, saxon, schematron
+from hub.validation import ValidationEngine, saxon, schematron_xslt
 from hub.validation.bundles import Bundle
 from hub.validation.install import install_bundle
 from hub.validation.manifest import BundleError, read_manifest
@@ -164,7 +164,7 @@ RUNTIME = {
 @pytest.fixture
 def screen_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bypass the static screen: what remains is the sandboxed Saxon processor."""
-    monkeypatch.setattr(schematron, "screen", lambda schema, name: None)
+    monkeypatch.setattr(schematron_xslt, "screen", lambda schema, name: None)
 
 
 @pytest.mark.parametrize("name", sorted(RUNTIME))

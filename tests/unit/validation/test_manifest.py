@@ -41,15 +41,39 @@ def test_shipped_manifests_load(xsd_dir: Path) -> None:
         ({"header": {"author_id": ["a/b'] | //x"]}}, "local element names"),
         ({"header": {"colour": ["a"]}}, "unknown header field"),
         ({"namespaces": []}, "namespaces"),
-        ({"header_xpath": {"colour": ["a"]}}, "unknown header_xpath field 'colour'"),
-        ({"header_xpath": {"author_id": ["a/b["]}}, r"header_xpath: 'a/b\[' for author_id"),
-        ({"header_xpath": {"author_id": ["k:kopf/k:autor"]}}, "Undefined namespace prefix"),
         ({"extra": 1}, "extra"),
     ],
 )
 def test_bad_manifest(tmp_path: Path, changes: dict[str, object], message: str) -> None:
     with pytest.raises(BundleError, match=message):
         read_manifest(_bundle(tmp_path, **changes))
+
+
+@pytest.mark.parametrize(
+    ("retired", "warned"),
+    [
+        ({"header_xpath": {"author_id": ["k:kopf/k:autor["]}, "prefixes": {"k": "urn:k"}}, True),
+        ({"header_xpath": {}, "prefixes": {}}, False),  # what `xhub schemas add` wrote before
+    ],
+)
+def test_retired_header_xpath_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, retired: dict[str, object], warned: bool
+) -> None:
+    # A bundle installed by an earlier version still loads; the header is read one way ("header" paths).
+    manifest = read_manifest(_bundle(tmp_path, header="xoev-g2g", **retired))
+    assert manifest.header_paths()["author_id"] == ("nachrichtenkopf.g2g/autor/kennung",)
+    messages = [r.getMessage() for r in caplog.records if r.name == "hub.validation.manifest"]
+    if warned:
+        assert messages == [
+            f"{tmp_path.name}/bundle.json: header_xpath and prefixes ignored: the header is read by the "
+            "'header' paths only; remove the key"
+        ]
+    else:
+        assert messages == []
+    write_manifest(tmp_path, manifest)
+    assert "header_xpath" not in (tmp_path / "bundle.json").read_text()
+    with pytest.raises(ValueError, match="header_xpath"):  # the model itself has no such field
+        Manifest(**GOOD, header_xpath={})  # type: ignore[call-arg]
 
 
 def test_custom_header_paths() -> None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import saxonche  # noqa: F401  (a runtime dependency: these tests must not be skipped)
 from lxml import etree
 
-from hub.validation.schematron import SchematronError, SchematronIncomplete, SchematronRules, compile_schematron
+from hub.validation import ValidationEngine
+from hub.validation.bundles import Bundle
+from hub.validation.manifest import read_manifest
+from hub.validation.schematron import (
+    SchematronError,
+    SchematronIncomplete,
+    SchematronRules,
+    _Locator,
+    compile_schematron,
+)
+from hub.validation.schematron_xslt import _elements_only
 
 HEAD = '<sch:schema xmlns:sch="http://purl.oclc.org/dsdl/schematron" queryBinding="{binding}">'
 DOC = b"""<t:r xmlns:t="urn:t">
@@ -135,7 +146,7 @@ def test_a_check_raising_an_xpath_error_is_reported_and_the_others_still_run(
            </sch:rule></sch:pattern>""",
     )
     root = etree.fromstring(DOC)
-    for check in (rules.check, rules.check_with_saxon):
+    for check in (rules.check, rules.check):  # twice: the compiled rules are reused
         with pytest.raises(SchematronIncomplete) as raised:
             check(root)
         incomplete = raised.value
@@ -180,6 +191,160 @@ def test_xpath_1_binding_keeps_first_node_semantics(tmp_path: Path) -> None:
                 <sch:report id="first-a" test="normalize-space(../t:a) = 'x'">first a is x</sch:report>
               </sch:rule></sch:pattern>"""
     rules = _rules(tmp_path, body, binding="xslt")
-    assert [f.rule for f in rules.check_with_saxon(etree.fromstring(DOC))] == ["first-a"]
+    assert [f.rule for f in rules.check(etree.fromstring(DOC))] == ["first-a"]
     assert "xsl:try" not in compile_schematron(tmp_path / "r.sch", tmp_path)
     assert "xsl:try" in compile_schematron(_rules_file(tmp_path, body, name="r2.sch"), tmp_path)
+
+
+def test_document_text_and_namespaced_attribute_contexts_are_located(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:ns prefix="o" uri="urn:o"/>
+           <sch:pattern><sch:rule context="/"><sch:report id="doc" test="true()">d</sch:report></sch:rule></sch:pattern>
+           <sch:pattern><sch:rule context="t:a/text()"><sch:report id="txt" test=". = 'y'">t</sch:report>
+           </sch:rule></sch:pattern>
+           <sch:pattern><sch:rule context="@o:x"><sch:report id="att" test="true()">a</sch:report></sch:rule>
+           </sch:pattern>""",
+    )
+    doc = DOC.replace(b'<t:b/>', b'<t:b xmlns:o="urn:o" o:x="1"/>')
+    assert [(f.rule, f.line, f.path) for f in rules.check(etree.fromstring(doc))] == [
+        ("doc", 1, "/t:r"),  # the document node: reported on the root element
+        ("txt", 3, "/t:r/t:a[2]"),  # a text node: on its parent
+        ("att", 4, "/t:r/t:b/@o:x"),
+    ]
+
+
+def test_position_keeps_its_iso_meaning(tmp_path: Path) -> None:
+    # The ISO skeleton applies templates to @*|node() of each node: position() is among the siblings,
+    # text nodes included (t:a[1] is the 2nd child of t:r, after the indentation)
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="t:a | t:b">
+             <sch:report id="p" test="true()"><sch:value-of select="position()"/>/<sch:value-of
+               select="last()"/></sch:report></sch:rule></sch:pattern>""",
+    )
+    assert [f.message for f in rules.check(etree.fromstring(DOC))] == ["2/7", "4/7", "6/7"]
+
+
+def _many(kind: str, count: int) -> bytes:
+    return b"<t:r xmlns:t='urn:t'>" + f"<t:{kind}/>".encode() * count + b"<t:e/></t:r>"
+
+
+def test_findings_are_capped_with_a_summary_of_the_worst_left_out(tmp_path: Path) -> None:
+    # 250 warnings first (pattern order), then 1 error: the error is cut, the summary carries its severity
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="t:w"><sch:report id="w" role="warning" test="true()">w</sch:report>
+           </sch:rule></sch:pattern>
+           <sch:pattern><sch:rule context="t:e"><sch:report id="e" test="true()">e</sch:report></sch:rule>
+           </sch:pattern>""",
+    )
+    findings = rules.check(etree.fromstring(_many("w", 250)))
+    assert len(findings) == 201
+    assert {f.rule for f in findings[:200]} == {"w"}
+    assert findings[199].path == "/t:r/t:w[200]"
+    summary = findings[200]
+    assert (summary.severity, summary.rule) == ("error", "schematron")
+    assert summary.message == "51 more Schematron findings omitted (1 error, 50 warning)"
+
+
+def test_cut_rule_faults_still_make_the_result_incomplete(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="t:w"><sch:report id="w" role="info" test="true()">w</sch:report>
+           </sch:rule></sch:pattern>
+           <sch:pattern><sch:rule context="t:e"><sch:assert id="bad" test="normalize-space(../t:w) = ''">x</sch:assert>
+           </sch:rule></sch:pattern>""",
+    )
+    with pytest.raises(SchematronIncomplete) as raised:
+        rules.check(etree.fromstring(_many("w", 200)))
+    [fault] = raised.value.faults
+    assert fault.severity == "warning"
+    assert fault.message == "1 more Schematron findings omitted (1 rule faults)"
+
+
+def test_a_pathological_megabyte_is_checked_in_one_pass(tmp_path: Path) -> None:
+    # 1 MB of empty sibling elements, each one a finding: locating must not rescan the document per
+    # finding (scripts/bench/validate.py times this document), and the report stays at 200 + 1
+    rules = _rules(
+        tmp_path,
+        """<sch:pattern><sch:rule context="*"><sch:assert id="empty" test="* or normalize-space()">empty
+           </sch:assert></sch:rule></sch:pattern>""",
+    )
+    count = (1024 * 1024) // len("<t:w/>")
+    root = etree.fromstring(_many("w", count).replace(b"><", b">\n<"))
+    findings = rules.check(root)
+    assert len(findings) == 201
+    assert (findings[199].line, findings[199].path) == (201, "/t:r/t:w[200]")
+    assert findings[200].message == f"{count + 1 - 200} more Schematron findings omitted ({count + 1 - 200} error)"
+
+
+def test_paths_are_those_of_lxml_getpath() -> None:
+    # Findings' paths are built from per-parent tables (getpath rescans every sibling on each call); they
+    # must read exactly as getpath's, for prefixed, unqualified and default-namespace elements alike.
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "xoev"
+    docs = [p.read_bytes() for p in sorted(fixtures.rglob("*.xml"))]
+    docs += [
+        b'<r xmlns="urn:d" xmlns:p="urn:p" xmlns:q="urn:p"><a/><p:a/><q:a/><p:a/><!-- c --><b xmlns="">'
+        b'<a/><a/><x:a xmlns:x="urn:d"/><c/><a xmlns="urn:e"/></b><?pi x?><a/></r>',
+        b'<p:r xmlns:p="urn:p"><a/><p:a/><a xmlns="urn:z"/><a/><p:b><c/></p:b></p:r>',
+    ]
+    checked = 0
+    for doc in docs:
+        root = etree.fromstring(doc)
+        locate = _Locator(root)
+        for element in root.iter(etree.Element):
+            assert locate.path(element) == root.getroottree().getpath(element)
+            checked += 1
+    assert checked > 3000
+
+
+@pytest.mark.parametrize(
+    ("context", "elements_only"),
+    [
+        ("//*", True),
+        ("xbau:a//xbau:b", True),
+        ('t:a[@n = "("]', True),  # inside predicates and literals nothing counts
+        ('t:x[. = "|"] | t:y', True),
+        ("/ | t:a", False),  # the document node, as one branch of a union
+        ("t:a union /", False),
+        ("@x", False),
+        ("t:a/text()", False),
+        ("key('k', 'v')", False),
+        ("$nodes", False),
+    ],
+)
+def test_which_patterns_run_over_elements_only(context: str, elements_only: bool) -> None:
+    assert _elements_only([context]) is elements_only
+
+
+def test_a_union_with_the_document_node_still_fires_on_it(tmp_path: Path) -> None:
+    rules = _rules(
+        tmp_path,
+        '<sch:pattern><sch:rule context="/ | t:b"><sch:report id="r" test="true()">x</sch:report></sch:rule>'
+        "</sch:pattern>",
+    )
+    assert [(f.rule, f.path) for f in rules.check(etree.fromstring(DOC))] == [("r", "/t:r"), ("r", "/t:r/t:b")]
+
+
+def test_rules_failing_as_a_whole_never_make_a_document_valid(tmp_path: Path) -> None:
+    # A schema-level let raises (no xsl:try can catch a global variable): the whole file stops, and the
+    # engine reports "not_checked" with the reason, not "valid".
+    (tmp_path / "x.xsd").write_text(
+        "<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema' targetNamespace='urn:t' "
+        "elementFormDefault='qualified'><xs:element name='r'><xs:complexType><xs:sequence>"
+        "<xs:element name='a' maxOccurs='unbounded' type='xs:string'/></xs:sequence></xs:complexType>"
+        "</xs:element></xs:schema>"
+    )
+    _rules_file(
+        tmp_path,
+        '<sch:let name="g" value="normalize-space(//t:a)"/><sch:pattern><sch:rule context="t:r">'
+        '<sch:assert test="$g != \'z\'">x</sch:assert></sch:rule></sch:pattern>',
+    )
+    manifest = {"standard": "T", "version": "1", "namespaces": ["urn:t"], "entry": "x.xsd", "schematron": ["r.sch"]}
+    (tmp_path / "bundle.json").write_text(json.dumps(manifest))
+    engine = ValidationEngine([Bundle(tmp_path, read_manifest(tmp_path), "operator")])
+    assert engine.validate(b"<t:r xmlns:t='urn:t'><t:a>1</t:a></t:r>").verdict == "valid"
+    report = engine.validate(b"<t:r xmlns:t='urn:t'><t:a>1</t:a><t:a>2</t:a></t:r>")
+    assert report.verdict == "not_checked"
+    assert (report.reason or "").startswith("validation could not run: Saxon failed while applying the rules")
