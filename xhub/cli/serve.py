@@ -9,6 +9,7 @@ import typer
 
 from hub.worker import install_signal_handlers
 from xhub.cli import common
+from xhub.observability import setup_metrics
 from xhub.runtime import build_app, make_worker, reload_on_sighup, server
 
 __all__ = ["serve", "worker"]
@@ -21,6 +22,7 @@ def serve(
 ) -> None:
     """Run the API (and, by default, an embedded worker): the one-process set-up."""
     config = common.config()
+    setup_metrics(config, clean=True)
     engine = common.engine()
     rules = common.rule_holder()
     application = build_app(config, engine, embedded_worker=worker and config.worker.embedded, rules=rules)
@@ -35,6 +37,7 @@ def worker(
     max_messages: Annotated[int | None, typer.Option(help="stop after this many messages")] = None,
 ) -> None:
     """Run a worker process. Start as many as you like, on as many machines as share the database."""
+    setup_metrics(common.config(), clean=False)
     engine = common.engine()
     rules = common.rule_holder()
     stop = threading.Event()
