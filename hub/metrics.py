@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Histogram
 
+from hub import tracing
+
 if TYPE_CHECKING:
     from hub.ports import DeliveryRequest, DeliveryResult, OutboundAdapter
 
@@ -44,7 +46,7 @@ class _Series:
             "deliver, acknowledge)", ["stage"], buckets=STAGE_BUCKETS)
         self.delivery_attempts = Counter(
             "xhub_delivery_attempts", "Delivery attempts per target and outcome (delivered, retriable, permanent, "
-            "invalid, deferred)", ["target", "outcome"])
+            "invalid)", ["target", "outcome"])
         self.delivery_seconds = Histogram(
             "xhub_delivery_duration_seconds", "Time the target took to answer one delivery call", ["target"],
             buckets=STAGE_BUCKETS)
@@ -54,6 +56,15 @@ class _Series:
             "xhub_polled_messages", "Messages a poll found, by outcome (stored, refused: stored to be rejected, "
             "known: stored before, failed: retried on the next poll)", ["channel", "outcome"])
         self.purged = Counter("xhub_purged_messages", "Messages whose payloads and blobs the retention purge removed")
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: the hot path records a dozen series per message."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children.setdefault(key, metric.labels(*labels))
+        return found
 
 
 _series: _Series | None = None
@@ -72,28 +83,32 @@ def series() -> _Series:
 
 def record_status(status: str, *, tenant: str, channel: str, route: str | None) -> None:
     """A message reached ``status`` (call after the commit that moved it)."""
-    series().messages.labels(status, tenant, channel, route or "").inc()
+    s = series()
+    s.child(s.messages, status, tenant, channel, route or "").inc()
 
 
 def observe_stage(stage: str, seconds: float) -> None:
-    series().stage_seconds.labels(stage).observe(seconds)
+    s = series()
+    s.child(s.stage_seconds, stage).observe(seconds)
 
 
 def record_delivery(target: str, outcome: str) -> None:
     """One attempt at ``target`` ended with ``outcome`` (``delivered`` or the error class in lower case)."""
-    series().delivery_attempts.labels(target, outcome).inc()
+    s = series()
+    s.child(s.delivery_attempts, target, outcome).inc()
 
 
 def record_poll(channel: str, *, ok: bool) -> None:
-    series().polls.labels(channel, "ok" if ok else "failed").inc()
+    s = series()
+    s.child(s.polls, channel, "ok" if ok else "failed").inc()
 
 
 def record_polled(channel: str, **outcomes: int) -> None:
     """What one poll did with the messages it found, e.g. ``stored=2, known=5``."""
-    polled = series().polled
+    s = series()
     for outcome, count in outcomes.items():
         if count:
-            polled.labels(channel, outcome).inc(count)
+            s.child(s.polled, channel, outcome).inc(count)
 
 
 def record_purged(n: int) -> None:
@@ -103,8 +118,8 @@ def record_purged(n: int) -> None:
 
 
 class TimedAdapter:
-    """An outbound adapter whose calls are timed per target (``xhub_delivery_duration_seconds``); the rest of
-    its interface is the wrapped adapter's."""
+    """An outbound adapter whose calls are timed per target (``xhub_delivery_duration_seconds``) and traced
+    (a ``deliver`` span, :mod:`hub.tracing`); the rest of its interface is the wrapped adapter's."""
 
     def __init__(self, target: str, adapter: OutboundAdapter) -> None:
         self.target = target
@@ -115,9 +130,11 @@ class TimedAdapter:
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         began = time.perf_counter()
         try:
-            return self.adapter.deliver(request)
+            with tracing.span("deliver", target=self.target):
+                return self.adapter.deliver(request)
         finally:
-            series().delivery_seconds.labels(self.target).observe(time.perf_counter() - began)
+            s = series()
+            s.child(s.delivery_seconds, self.target).observe(time.perf_counter() - began)
 
     def __getattr__(self, name: str) -> Any:  # close() and whatever else an adapter offers
         return getattr(self.adapter, name)

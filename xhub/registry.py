@@ -134,7 +134,8 @@ def watches(config: HubConfig) -> list[Watch]:
         cert = target.adapter_settings().get("client_cert")
         if cert is not None:
             keys.append(KeySource("client_certificate", name, _certificate(Path(cert))))
-    found.append(KeyExpiry(keys, warn_days=config.metrics.key_warn_days))
+    if keys:
+        found.append(KeyExpiry(keys, warn_days=config.metrics.key_warn_days))
     return found
 
 

@@ -44,7 +44,7 @@ from channels.fitconnect.client import SubscriberClient
 from channels.fitconnect.config import DestinationConfig, FitConnectConfig
 from channels.fitconnect.models import AuthTags, Submission, SubmissionRef
 from channels.fitconnect.reject_reasons import EventProblem, SubmissionRejected
-from hub import metrics, store
+from hub import metrics, store, tracing
 from hub.blobs import BlobStore
 from hub.errors import Deferred, HubError
 from hub.intake_failures import IntakeFailures, is_transient
@@ -231,13 +231,14 @@ class Intake:
 
     def _accept(self, submission_id: str, case_id: str, destination: DestinationConfig, parts: list[store.Part],
                 attributes: dict[str, Any]) -> None:
-        new = store.NewMessage(
-            tenant=destination.tenant, channel=CHANNEL, sender=SENDER, parts=parts,
-            external_id=submission_id, case_id=case_id,
-            attributes={"destination": destination.id, **attributes},
-        )
         try:
-            store.accept(self.engine, new, actor=f"{CHANNEL}:{destination.id}", blobs=self.blobs)
+            with tracing.span("intake", channel=CHANNEL, tenant=destination.tenant) as trace:
+                new = store.NewMessage(
+                    tenant=destination.tenant, channel=CHANNEL, sender=SENDER, parts=parts,
+                    external_id=submission_id, case_id=case_id,
+                    attributes={"destination": destination.id, **attributes, **trace},
+                )
+                store.accept(self.engine, new, actor=f"{CHANNEL}:{destination.id}", blobs=self.blobs)
         except store.ExternalIdKnown:
             log.info("FIT-Connect: submission %s was stored by another poller meanwhile", submission_id)
             return

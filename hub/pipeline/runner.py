@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine
 
-from hub import metrics, queue, store
+from hub import metrics, queue, store, tracing
 from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
 from hub.logcontext import bound
 from hub.models import Delivery, DeliveryStatus, Message, utcnow
@@ -97,7 +97,9 @@ class Runner:
     def process(self, message_id: uuid.UUID) -> Status:
         """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
         message = self._load(message_id)
-        with bound(message_id=str(message.id), tenant=message.tenant, channel=message.channel):
+        with (bound(message_id=str(message.id), tenant=message.tenant, channel=message.channel),
+              tracing.span("process", parent=tracing.parent_of(message.attributes), message_id=message.id,
+                           tenant=message.tenant, channel=message.channel)):
             return self._process(message)
 
     def _process(self, message: Message) -> Status:
@@ -120,7 +122,7 @@ class Runner:
         message_id = ctx.message.id
         began = time.perf_counter()
         try:
-            with bound(stage=stage.name):
+            with bound(stage=stage.name), tracing.span(f"stage {stage.name}", stage=stage.name):
                 result = stage.run(ctx)
         except HubError as exc:
             return self._fail(ctx.message, status, stage.name, exc)

@@ -107,10 +107,10 @@ def test_deadlines_keys_and_queue_in_metrics_and_ready(db_url: str, engine: Engi
     assert "keys" not in body["detail"] and "fitconnect_deadlines" not in body["detail"]
 
 
-def test_ready_stays_200_with_warnings(sqlite_url: str, engine: Engine, tmp_path: Path) -> None:
+def test_ready_stays_200_with_warnings(db_url: str, engine: Engine, tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     config = hub_config(
-        sqlite_url, tmp_path, storage={"blob_dir": str(tmp_path / "blobs")}, limits={"blob_min_free_bytes": 0},
+        db_url, tmp_path, storage={"blob_dir": str(tmp_path / "blobs")}, limits={"blob_min_free_bytes": 0},
         targets={"dms": {"adapter": "rest", "url": "https://127.0.0.1:9/in", "client_cert": str(pki.client_cert),
                          "client_key": str(pki.client_key)}},
         routes=[{"name": "all", "targets": ["dms"]}])
