@@ -148,10 +148,10 @@ def setup_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _exception_without_message,
                     renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Stderr)]:  # ours from an earlier command (tests)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -163,6 +163,21 @@ def setup_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test may swap it between commands)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _message_context(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
