@@ -91,8 +91,8 @@ class MetricsConfig(BaseModel):
         None, description="hex SHA-256 of a bearer token the scraper must send; unset: /metrics is open (scrape it "
         "from the monitoring network only)")
     directory: Path = Field(Path("var/metrics"), description="where the processes of this host write their counts "
-                            "(0700; PROMETHEUS_MULTIPROC_DIR overrides it); `xhub serve` removes the files of "
-                            "processes that are gone when it starts")
+                            "(0700; PROMETHEUS_MULTIPROC_DIR overrides it); `xhub serve` folds the files of "
+                            "processes that are gone into an archive when it starts")
     refresh_seconds: float = Field(10.0, ge=0, description="what /metrics reads from the database is at most this old")
     key_warn_days: float = Field(30.0, gt=0, description="warn (/health/ready) when a key or certificate expires "
                                  "within this many days")

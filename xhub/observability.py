@@ -4,9 +4,10 @@ structlog), and what ``/metrics`` answers. Called once per process by the comman
 **Metrics.** prometheus-client counts in memory per process; ``xhub serve`` and every ``xhub worker`` on
 one host write their counts into one directory instead (multi-process mode), which ``/metrics`` reads and
 sums. The directory is ``PROMETHEUS_MULTIPROC_DIR`` when the operator sets it, else ``[metrics] directory``
-(made 0700: the counts are not secret, but nobody else needs to write there). ``xhub serve`` removes the
-files of processes that are gone when it starts (a restarted worker's counts start again at zero, which
-Prometheus reads as a counter reset); a process that ends marks itself dead (``mark_process_dead``).
+(made 0700: the counts are not secret, but nobody else needs to write there). When ``xhub serve`` starts it
+folds the files of processes that are gone into one archive file per type and removes them: the summed
+counters never go down (a false reset would make ``rate()`` jump) and the folder does not grow with every
+restarted worker. A process that ends marks itself dead (``mark_process_dead``, for live gauges).
 What the database knows is read at scrape time by :class:`hub.metrics_store.StoreCollector`.
 
 **Logs.** Every record, from this code or a library through the standard ``logging`` module, becomes one
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import logging
 import os
 import re
+import struct
 import sys
 import traceback
 from collections.abc import MutableMapping
@@ -33,6 +36,7 @@ from typing import Any, Literal
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, values
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from hub import logcontext, metrics
@@ -43,7 +47,10 @@ __all__ = ["ENV", "LogFormat", "MetricsEndpoint", "setup_logging", "setup_metric
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 LogFormat = Literal["json", "text"]
-_DB_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
+_DB_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")  # <type>_<pid>.db, gauge_<mode>_<pid>.db
+
+log = logging.getLogger(__name__)
+_Mmap: Any = MmapedDict  # prometheus-client's own file format (untyped)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -64,7 +71,7 @@ def setup_metrics(config: HubConfig, *, clean: bool) -> Path | None:
     if not chosen:
         path.chmod(0o700)
     if clean:
-        _remove_dead(path)
+        _fold_dead(path)
     os.environ[ENV] = str(path)
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # prometheus-client chooses its mode when it is imported
     metrics.series()  # every process shows its (zero) counters from the start, e.g. xhub_purged_messages_total
@@ -73,12 +80,36 @@ def setup_metrics(config: HubConfig, *, clean: bool) -> Path | None:
     return path
 
 
-def _remove_dead(path: Path) -> None:
-    for file in path.iterdir():
-        found = _DB_FILE.match(file.name)
-        if found and not _alive(int(found.group(1))):
+def _fold_dead(path: Path) -> None:
+    """The files of processes that are gone: their counts are added into one archive file per type (summed
+    series stay monotonic, so ``rate()`` sees no false reset when ``serve`` restarts while workers run), then
+    removed. One ``serve`` at a time does this (a lock file)."""
+    with open(path / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for file in sorted(path.glob("*.db")):
+            found = _DB_FILE.match(file.name)
+            if not found or _alive(int(found.group(1))):
+                continue
+            kind = file.name.split("_", 1)[0]
+            if kind in ("counter", "histogram", "summary"):
+                _add_into(path / f"{kind}_archive.db", file)
             with contextlib.suppress(FileNotFoundError):
                 file.unlink()
+
+
+def _add_into(archive: Path, dead: Path) -> None:
+    try:
+        found = [(key, value) for key, value, _ts, _pos in _Mmap.read_all_values_from_file(str(dead))]
+    except (OSError, RuntimeError, struct.error):  # cut short by a crash: its counts cannot be read
+        log.warning("metrics: the counts in %s cannot be read; left out", dead.name)
+        return
+    into = _Mmap(str(archive))
+    try:
+        for key, value in found:
+            before, _ = into.read_value(key)
+            into.write_value(key, before + value, 0.0)
+    finally:
+        into.close()
 
 
 def _alive(pid: int) -> bool:

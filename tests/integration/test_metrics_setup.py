@@ -40,19 +40,27 @@ def scrape(folder: Path) -> str:
     return generate_latest(registry).decode()
 
 
-def test_serve_cleans_the_files_of_dead_processes_and_keeps_the_living(tmp_path: Path) -> None:
+def test_serve_folds_the_counts_of_dead_processes_and_keeps_the_living(tmp_path: Path) -> None:
     folder = tmp_path / "metrics"
     folder.mkdir(mode=0o755)
-    dead, living = folder / "counter_999999999.db", folder / f"counter_{os.getpid()}.db"
-    dead.write_bytes(b"")
-    living.write_bytes(b"")
+    run_child(folder, "keep")  # a worker that has ended: its file stays until a serve starts
+    run_child(folder, "keep")
+    dead = sorted(folder.glob("counter_[0-9]*.db"))
+    assert len(dead) == 2 and "xhub_purged_messages_total 6.0" in scrape(folder)
+    living = folder / f"counter_{os.getpid()}.db"  # this test's process stands for a worker still running
+    living.write_bytes(dead[0].read_bytes())
+    broken = folder / "counter_999999999.db"  # a process killed while its file was being made
+    broken.write_bytes(b"")
+
     assert run_child(folder, "clean") == str(folder)
-    assert not dead.exists() and living.exists()
+    assert not any(p.exists() for p in [*dead, broken]) and living.exists()
+    assert (folder / "counter_archive.db").exists()
     assert folder.stat().st_mode & 0o777 == 0o700
-    living.unlink()  # an empty file is not a valid one; it only stood for a living process
-    text = scrape(folder)
-    assert "xhub_purged_messages_total 3.0" in text
-    assert 'xhub_polls_total{channel="fitconnect",result="failed"} 1.0' in text
+    text = scrape(folder)  # 3 + 3 folded, 3 of the living one, 3 of the new serve: never fewer than before
+    assert "xhub_purged_messages_total 12.0" in text
+    assert 'xhub_polls_total{channel="fitconnect",result="failed"} 4.0' in text
+    living.unlink()
+    assert run_child(folder, "clean") and "xhub_purged_messages_total 12.0" in scrape(folder)
 
 
 def test_workers_add_up_and_a_worker_does_not_clean(tmp_path: Path) -> None:
