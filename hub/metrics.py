@@ -16,9 +16,12 @@ message id, a case id or anything a sender chooses.
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from prometheus_client import Counter, Histogram
 
@@ -29,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STAGE_BUCKETS", "TimedAdapter", "observe_stage", "record_delivery", "record_poll", "record_polled",
            "record_purged", "record_status", "series"]
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 #: seconds; a stage is a parse or a schema check (milliseconds) up to a slow SOAP call (a minute)
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -81,28 +87,52 @@ def series() -> _Series:
     return _series
 
 
+def _never_raises(record: Callable[P, None]) -> Callable[P, None]:
+    """Counting must not fail a message: a metrics file that cannot be written (disk full, folder removed) is
+    logged, once per process, and the count is lost."""
+    @functools.wraps(record)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        global _failed
+        try:
+            record(*args, **kwargs)
+        except OSError as exc:
+            if not _failed:
+                _failed = True
+                log.error("metrics: counting failed (%s); counts of this process are incomplete from now on",
+                          type(exc).__name__)
+    return wrapper
+
+
+_failed = False
+
+
+@_never_raises
 def record_status(status: str, *, tenant: str, channel: str, route: str | None) -> None:
     """A message reached ``status`` (call after the commit that moved it)."""
     s = series()
     s.child(s.messages, status, tenant, channel, route or "").inc()
 
 
+@_never_raises
 def observe_stage(stage: str, seconds: float) -> None:
     s = series()
     s.child(s.stage_seconds, stage).observe(seconds)
 
 
+@_never_raises
 def record_delivery(target: str, outcome: str) -> None:
     """One attempt at ``target`` ended with ``outcome`` (``delivered`` or the error class in lower case)."""
     s = series()
     s.child(s.delivery_attempts, target, outcome).inc()
 
 
+@_never_raises
 def record_poll(channel: str, *, ok: bool) -> None:
     s = series()
     s.child(s.polls, channel, "ok" if ok else "failed").inc()
 
 
+@_never_raises
 def record_polled(channel: str, **outcomes: int) -> None:
     """What one poll did with the messages it found, e.g. ``stored=2, known=5``."""
     s = series()
@@ -111,6 +141,7 @@ def record_polled(channel: str, **outcomes: int) -> None:
             s.child(s.polled, channel, outcome).inc(count)
 
 
+@_never_raises
 def record_purged(n: int) -> None:
     """The retention purge removed the payloads of ``n`` messages."""
     if n > 0:
@@ -133,8 +164,13 @@ class TimedAdapter:
             with tracing.span("deliver", target=self.target):
                 return self.adapter.deliver(request)
         finally:
-            s = series()
-            s.child(s.delivery_seconds, self.target).observe(time.perf_counter() - began)
+            _observe_call(self.target, time.perf_counter() - began)
 
     def __getattr__(self, name: str) -> Any:  # close() and whatever else an adapter offers
         return getattr(self.adapter, name)
+
+
+@_never_raises
+def _observe_call(target: str, seconds: float) -> None:
+    s = series()
+    s.child(s.delivery_seconds, target).observe(seconds)
