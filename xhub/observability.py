@@ -162,8 +162,14 @@ def default_format() -> LogFormat:
     return "text" if sys.stderr.isatty() else "json"
 
 
-def setup_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
-    """Route every log record through structlog to stderr, as JSON lines or readable text."""
+def setup_logging(level: str = "info", fmt: LogFormat | None = None, *, force: bool = False) -> None:
+    """Route every log record through structlog to stderr, as JSON lines or readable text.
+
+    Like ``logging.basicConfig``, nothing changes when the program that runs the command has set up logging
+    already (handlers on the root logger that are not ours, e.g. a test runner's), unless ``force``."""
+    root = logging.getLogger()
+    if not force and any(not isinstance(h, _Stderr) for h in root.handlers):
+        return
     fmt = fmt or default_format()
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
@@ -181,7 +187,6 @@ def setup_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
     )
     handler = _Stderr()
     handler.setFormatter(formatter)
-    root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Stderr)]:  # ours from an earlier command (tests)
         root.removeHandler(old)
     root.addHandler(handler)

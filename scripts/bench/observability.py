@@ -144,7 +144,7 @@ def log_lines(n: int = 20000) -> list[dict[str, Any]]:
     record = logging.LogRecord("hub.worker", logging.INFO, __file__, 1, "message %s → %s",
                                ("00000000-0000-0000-0000-000000000000", "acknowledged"), None)
     plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    setup_logging("info", "json")
+    setup_logging("info", "json", force=True)
     json_formatter = logging.getLogger().handlers[0].formatter
     logging.getLogger().handlers.clear()
     assert json_formatter is not None

@@ -124,14 +124,16 @@ def test_ready_stays_200_with_warnings(db_url: str, engine: Engine, tmp_path: Pa
 
 
 def test_an_exception_is_logged_without_its_text(capsys: object) -> None:
-    setup_logging("info", "json")
+    setup_logging("info", "json", force=True)
     try:
         try:
             raise ValueError("Erika Musterfrau, Maximilianstraße 12a")
         except ValueError:
             logging.getLogger("test").exception("parsing failed")
     finally:
-        logging.getLogger().handlers.clear()
+        for handler in [h for h in logging.getLogger().handlers if type(h).__name__ == "_Stderr"]:
+            logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert '"exception": "ValueError"' in err and "test_an_exception_is_logged_without_its_text" in err
     assert "Musterfrau" not in err and "Maximilian" not in err
