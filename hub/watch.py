@@ -46,6 +46,8 @@ class Report:
 
 
 class Watch(Protocol):
+    component: str  # its name in /health/ready
+
     def check(self, engine: Engine, now: datetime) -> Report: ...
 
 
@@ -73,8 +75,7 @@ class Watches:
         try:
             return watch.check(self.engine, now)
         except Exception as exc:  # a watch is advice: its failure must not break /metrics or /health/ready
-            name = type(watch).__name__
-            return Report(name, Component("warning", f"the check failed ({type(exc).__name__})"))
+            return Report(watch.component, Component("warning", f"the check failed ({type(exc).__name__})"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,6 +101,8 @@ class KeyExpiry:
     """``xhub_key_expiry_seconds{kind,name}`` (negative once expired) and the ``keys`` component: a warning
     when one ends within ``warn_days`` or cannot be read."""
 
+    component = "keys"
+
     def __init__(self, sources: Sequence[KeySource], warn_days: float = 30.0) -> None:
         self.sources, self.warn_days = list(sources), warn_days
 
@@ -123,5 +126,5 @@ class KeyExpiry:
             elif left < self.warn_days * 86400:
                 soon.append(f"{label} expires in {left / 86400:.0f} days")
         status = Component("warning", "; ".join(soon), detail) if soon else Component("ok", None, detail)
-        return Report("keys", status, gauges)
+        return Report(self.component, status, gauges)
 

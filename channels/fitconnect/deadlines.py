@@ -44,6 +44,8 @@ UNANSWERED = [s.value for s in Status if s not in (Status.ACKNOWLEDGED, Status.R
 class DeadlineWatch:
     """The ``fitconnect_deadlines`` component and the ``xhub_fitconnect_*`` gauges."""
 
+    component = "fitconnect_deadlines"
+
     def __init__(self, fc: FitConnectConfig) -> None:
         self.fc = fc
 
@@ -91,7 +93,7 @@ class DeadlineWatch:
                 warnings.append(f"destination {d.id}: a fetched submission has waited {open_for / 3600:.0f} h for "
                                 "its answer")
         status = Component("warning", "; ".join(warnings), detail) if warnings else Component("ok", None, detail)
-        return Report("fitconnect_deadlines", status, gauges)
+        return Report(self.component, status, gauges)
 
 
 def _lookup(by_destination: dict[str | None, datetime], destination_id: str) -> datetime | None:
