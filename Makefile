@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/fitconnect_intake.py
 	$(BIN)/python scripts/bench/fitconnect_attachments.py
 	$(BIN)/python scripts/bench/encryption.py
+	$(BIN)/python scripts/bench/observability.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,9 @@ Each check gives a :class:`Component`, ``ok`` or ``degraded`` with a one-line re
   failing to be taken in (``intake_failures``).
 * **blob_store**: a probe file is written, flushed and removed; degraded when that fails or when free space
   is below ``limits.blob_min_free_bytes``.
+* **the watches** (:mod:`hub.watch`, e.g. ``keys`` and ``fitconnect_deadlines``): ``ok`` or ``warning``,
+  never degraded: an expiring key or a submission near its deadline is reported, and ``/health/ready`` stays
+  ``200`` (the warnings are listed in its ``warnings`` member).
 
 The report is public (probes do not authenticate): it names no paths, URLs, hosts or error messages; only
 exception type names, counts and ages in seconds.
@@ -26,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,13 +55,14 @@ POLLER_BEHIND_INTERVALS = 3
 
 @dataclass(frozen=True)
 class Component:
-    status: str  # ok | degraded
+    status: str  # ok | warning | degraded
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Fit for traffic: ``ok``, or ``warning`` (something for the operator that does not stop processing)."""
+        return self.status != "degraded"
 
     def as_json(self) -> dict[str, Any]:
         return {"status": self.status, **({"reason": self.reason} if self.reason else {}), **self.detail}
@@ -131,10 +135,12 @@ def _loop_json(state: LoopState, now: datetime) -> dict[str, Any]:
 class Health:
     """The checks of one API process; ``loops`` are the supervisors running in it (``app.state.loops``)."""
 
-    def __init__(self, config: Settings, engine: Engine, pollers: Sequence[PollerCheck] = ()) -> None:
+    def __init__(self, config: Settings, engine: Engine, pollers: Sequence[PollerCheck] = (),
+                 watches: Callable[[datetime], Sequence[tuple[str, Component]]] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.pollers = list(pollers)
+        self.watches = watches  # the watches' components (hub.watch.Watches), at most as fresh as their ttl
         self.probe = _probe_engine(engine)
 
     def ready(self, loops: Sequence[Supervisor]) -> dict[str, Component]:
@@ -146,6 +152,8 @@ class Health:
         for poller in self.pollers:
             components[poller.component] = self._poller(poller, states, stored, now)
         components["blob_store"] = self._blob_store()
+        if self.watches is not None:
+            components.update(self.watches(now))
         return components
 
     def _database(self) -> tuple[Component, _Stored]:

@@ -164,7 +164,8 @@ class TargetGate:
             values["open_until"] = now + timedelta(seconds=config.cooldown_seconds)
             if state.open_until is None:
                 values["opened_at"] = now
-                log.warning("circuit for %s opened after %d consecutive failures: %s", permit.target, failures, error)
+                # not the error's text: a target's answer can quote the message (`xhub targets` shows it)
+                log.warning("circuit for %s opened after %d consecutive failures", permit.target, failures)
         conn.execute(update(TargetState).where(TargetState.target == permit.target).values(**values))
 
     # -- concurrency slots

@@ -88,7 +88,7 @@ class Worker:
             with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease, self.supervisor.beat,
                             self.runner.gate):
                 status = self.runner.process(claim.message_id)
-            log.info("message %s → %s", claim.message_id, status)
+            log.info("message %s → %s", claim.message_id, status, extra={"message_id": str(claim.message_id)})
         except LeaseLost as exc:
             log.warning("%s", exc)
         except DATABASE_DOWN:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from channels.fitconnect.config import FitConnectConfig
 from hub.configfile import (
@@ -42,7 +42,7 @@ from hub.configfile import (
 from hub.settings import Settings, TargetConfig, TargetName
 from xhub import registry
 
-__all__ = ["ConfigError", "HubConfig", "Target", "config_path", "load_config"]
+__all__ = ["ConfigError", "HubConfig", "MetricsConfig", "Target", "TracingConfig", "config_path", "load_config"]
 
 
 class ConfigError(Exception):
@@ -82,11 +82,48 @@ def _hide_secrets(raw: dict[str, Any], checked: BaseModel) -> None:
             _hide_secrets(value, attribute)
 
 
+class MetricsConfig(BaseModel):
+    """``/metrics`` for Prometheus (docs/operations.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(True, description="serve /metrics and count in every process")
+    token_sha256: SecretStr | None = Field(
+        None, description="hex SHA-256 of a bearer token the scraper must send; unset: /metrics is open (scrape it "
+        "from the monitoring network only)")
+    directory: Path = Field(Path("var/metrics"), description="where the processes of this host write their counts "
+                            "(0700; PROMETHEUS_MULTIPROC_DIR overrides it); `xhub serve` folds the files of "
+                            "processes that are gone into an archive when it starts")
+    refresh_seconds: float = Field(10.0, ge=0, description="what /metrics reads from the database is at most this old")
+    key_warn_days: float = Field(30.0, gt=0, description="warn (/health/ready) when a key or certificate expires "
+                                 "within this many days")
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        digest = value.get_secret_value().strip().lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("must be 64 lowercase hex characters (the SHA-256 of the token: `xhub token new`)")
+        return SecretStr(digest)
+
+
+class TracingConfig(BaseModel):
+    """OpenTelemetry spans (optional: `pip install 'xoev-hub[tracing]'`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: str | None = Field(None, pattern=r"^https?://", description="OTLP/HTTP collector, e.g. "
+                                 "http://otel-collector:4318; unset: nothing is imported or sent")
+    service_name: str = Field("xoev-hub", min_length=1, max_length=100)
+
+
 class HubConfig(Settings):
     """The whole configuration: the core's settings, the channels' sections, the adapters' settings."""
 
     targets: Mapping[TargetName, Target] = {}
     fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
 
 
 # --------------------------------------------------------------------------------------------------

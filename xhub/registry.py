@@ -14,6 +14,8 @@ know the interfaces in :mod:`hub.ports`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from adapters.rest import RestAdapter
 from adapters.soap import SoapAdapter
 from channels.fitconnect import router as fitconnect_router
 from channels.fitconnect.channel import FitConnectChannel
+from channels.fitconnect.deadlines import DeadlineWatch, key_sources
 from channels.fitconnect.intake import CHANNEL as FITCONNECT
 from channels.fitconnect.intake import POLLER as FITCONNECT_POLLER
 from channels.fitconnect.intake import Intake, Poller, subscriber_client
@@ -30,6 +33,7 @@ from channels.rest import router as rest_router
 from hub.ports import AdapterConfigError, Channels, OutboundAdapter, StatusOnly
 from hub.readiness import PollerCheck
 from hub.settings import TargetConfig
+from hub.watch import KeyExpiry, KeySource, Watch, pem_not_after
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -37,8 +41,8 @@ if TYPE_CHECKING:
 
     from xhub.config import HubConfig
 
-__all__ = ["CALLBACK_WAKES", "OUTBOUND", "build", "build_adapter", "channels", "mount_channels", "poller_checks",
-           "pollers"]
+__all__ = ["CALLBACK_WAKES", "OUTBOUND", "build", "build_adapter", "channels", "loop_kinds", "mount_channels",
+           "poller_checks", "pollers", "watches"]
 
 # --------------------------------------------------------------------------------------------------
 # Outbound adapters
@@ -107,3 +111,33 @@ def poller_checks(config: HubConfig) -> list[PollerCheck]:
     fc = config.fitconnect
     return [] if fc is None else [PollerCheck("fitconnect_poller", FITCONNECT_POLLER, FITCONNECT,
                                               "FIT-Connect poller", fc.poll_interval_seconds)]
+
+
+def loop_kinds(config: HubConfig) -> list[str]:
+    """The loops that should run somewhere (``xhub_loops_running`` shows 0 for one that does not)."""
+    return ["worker", *(check.kind for check in poller_checks(config))]
+
+
+# --------------------------------------------------------------------------------------------------
+# Watches (hub.watch): deadlines and expiring keys, for /metrics and /health/ready
+
+
+def watches(config: HubConfig) -> list[Watch]:
+    """The channels' deadlines, and the end of every key and certificate the hub holds: the channels' keys and
+    the targets' TLS client certificates (``client_cert`` of the rest and soap adapters)."""
+    keys: list[KeySource] = []
+    found: list[Watch] = []
+    if config.fitconnect is not None:
+        found.append(DeadlineWatch(config.fitconnect))
+        keys += key_sources(config.fitconnect)
+    for name, target in sorted(config.targets.items()):
+        cert = target.adapter_settings().get("client_cert")
+        if cert is not None:
+            keys.append(KeySource("client_certificate", name, _certificate(Path(cert))))
+    if keys:
+        found.append(KeyExpiry(keys, warn_days=config.metrics.key_warn_days))
+    return found
+
+
+def _certificate(path: Path) -> Callable[[], datetime | None]:
+    return lambda: pem_not_after(path)

@@ -63,6 +63,17 @@ class FitConnectConfig(_Model):
     jwks_cache_seconds: float = Field(3600.0, ge=0, description="how long the delivery service's JWKS is cached")
     callback_secret: SecretStr | None = Field(None, description="HMAC secret of the new-submission callback")
     poll_interval_seconds: float = Field(60.0, gt=0, description="how often the hub polls (callbacks wake it sooner)")
+    escalate_after_days: float = Field(
+        3.0, gt=0, description="the delivery service reminds the authority of a submission not fetched after this "
+        "long (FIT-Connect: 3 days); the deadline watch counts down to it")
+    auto_reject_after_days: float = Field(
+        14.0, gt=0, description="and rejects it automatically after this long (FIT-Connect: 14 days)")
+    delete_after_fetch_days: float = Field(
+        7.0, gt=0, description="a fetched submission is deleted at the delivery service after this long (FIT-Connect: "
+        "7 days); the hub should have answered it by then")
+    warn_waiting_hours: float = Field(
+        24.0, gt=0, description="/health/ready warns when a submission has waited this long, not fetched or not "
+        "answered")
 
     @field_validator("submission_api_url")
     @classmethod

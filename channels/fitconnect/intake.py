@@ -44,7 +44,7 @@ from channels.fitconnect.client import SubscriberClient
 from channels.fitconnect.config import DestinationConfig, FitConnectConfig
 from channels.fitconnect.models import AuthTags, Submission, SubmissionRef
 from channels.fitconnect.reject_reasons import EventProblem, SubmissionRejected
-from hub import store
+from hub import metrics, store, tracing
 from hub.blobs import BlobStore
 from hub.errors import Deferred, HubError
 from hub.intake_failures import IntakeFailures, is_transient
@@ -125,6 +125,9 @@ class Intake:
                 continue
             for ref in refs:
                 self._take(ref, destination, report, loop)
+        metrics.record_poll(CHANNEL, ok=report.listed)
+        metrics.record_polled(CHANNEL, stored=report.stored, refused=report.refused, known=report.known,
+                              failed=report.failed)
         return report
 
     def _take(self, ref: SubmissionRef, destination: DestinationConfig, report: PollReport,
@@ -228,15 +231,18 @@ class Intake:
 
     def _accept(self, submission_id: str, case_id: str, destination: DestinationConfig, parts: list[store.Part],
                 attributes: dict[str, Any]) -> None:
-        new = store.NewMessage(
-            tenant=destination.tenant, channel=CHANNEL, sender=SENDER, parts=parts,
-            external_id=submission_id, case_id=case_id,
-            attributes={"destination": destination.id, **attributes},
-        )
         try:
-            store.accept(self.engine, new, actor=f"{CHANNEL}:{destination.id}", blobs=self.blobs)
+            with tracing.span("intake", channel=CHANNEL, tenant=destination.tenant) as trace:
+                new = store.NewMessage(
+                    tenant=destination.tenant, channel=CHANNEL, sender=SENDER, parts=parts,
+                    external_id=submission_id, case_id=case_id,
+                    attributes={"destination": destination.id, **attributes, **trace},
+                )
+                store.accept(self.engine, new, actor=f"{CHANNEL}:{destination.id}", blobs=self.blobs)
         except store.ExternalIdKnown:
             log.info("FIT-Connect: submission %s was stored by another poller meanwhile", submission_id)
+            return
+        metrics.record_status("received", tenant=destination.tenant, channel=CHANNEL, route=None)
 
 
 def _answer_facts(submission_id: str, case_id: str, destination_id: str, tags: AuthTags | None) -> dict[str, Any]:

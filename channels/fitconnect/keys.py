@@ -321,3 +321,22 @@ def generate_destination_keys(out_dir: Path, *, name: str, bits: int = MIN_BITS,
     paths["ca.pem"].write_bytes(ca_cert.public_bytes(Encoding.PEM))
     return KeyFiles(paths["enc.jwk.json"], paths["enc.pub.jwk.json"], paths["sig.jwk.json"],
                     paths["sig.pub.jwk.json"], paths["ca.pem"], kids["encryption"], kids["signing"])
+
+
+def certificate_end(source: Path | str) -> dt.datetime | None:
+    """When the certificate of a JWK (``x5c[0]``, from a file or JSON text) stops being valid; ``None`` for a
+    JWK without ``x5c``. Raises ``ValueError``/``OSError`` for what cannot be read (the reason, never the key)."""
+    text = source.read_text("utf-8") if isinstance(source, Path) else source
+    try:
+        members = loads(text, _KEY_LIMITS)
+    except JsonRejected as exc:
+        raise ValueError(f"not acceptable JSON ({exc.title})") from None
+    chain = members.get("x5c") if isinstance(members, dict) else None
+    if not chain:
+        return None
+    if not isinstance(chain, list) or not isinstance(chain[0], str):
+        raise ValueError("x5c is not a list of certificates")
+    try:
+        return x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True)).not_valid_after_utc
+    except (ValueError, TypeError):
+        raise ValueError("x5c holds something that is not a DER certificate") from None

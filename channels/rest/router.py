@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from channels.rest.budget import MemoryBudget, ParseGate
 from channels.rest.door import check_payload, intake_headers, read_body
-from hub import store
+from hub import metrics, store, tracing
 from hub.auth import Auth, Principal
 from hub.models import Message
 from hub.problems import Problem, database_unavailable, is_database_unavailable, no_unknown_query, safe_description
@@ -97,19 +97,21 @@ async def submit(request: Request, who: Auth, intake: Annotated[Intake, Depends(
     with reservation:
         await intake.gate.run(len(body), check_payload, body, headers.is_xml, limits.xml_limits(api.max_body_bytes),
                               limits.json_limits(api.max_body_bytes))
-        new = store.NewMessage(
-            tenant=who.tenant or "",
-            channel=CHANNEL,
-            sender=who.name,
-            parts=[store.Part("payload", headers.media_type, body)],
-            idempotency_key=headers.idempotency_key,
-            sender_reference=headers.sender_reference,
-            attributes=headers.attributes,
-        )
-        del body
-        message, created = await _accept(intake.engine, new, who, api.retry_after_seconds)
-        del new
+        with tracing.span("intake", channel=CHANNEL, tenant=who.tenant) as trace:
+            new = store.NewMessage(
+                tenant=who.tenant or "",
+                channel=CHANNEL,
+                sender=who.name,
+                parts=[store.Part("payload", headers.media_type, body)],
+                idempotency_key=headers.idempotency_key,
+                sender_reference=headers.sender_reference,
+                attributes={**headers.attributes, **trace},
+            )
+            del body
+            message, created = await _accept(intake.engine, new, who, api.retry_after_seconds)
+            del new
     if created:
+        metrics.record_status(message.status, tenant=message.tenant, channel=CHANNEL, route=None)
         intake.wake()
     # Links are built from configuration only: a Host header is the client's word, not the hub's address.
     location = f"{api.public_url or ''}/api/v1/messages/{message.id}"

@@ -17,19 +17,21 @@ Each attempt at a target is recorded on its delivery row as it happens, through
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine
 
-from hub import queue, store
+from hub import metrics, queue, store, tracing
 from hub.errors import Deferred, HubError, Invalid, Permanent, Retriable
+from hub.logcontext import bound
 from hub.models import Delivery, DeliveryStatus, Message, utcnow
 from hub.pipeline import STAGES
 from hub.pipeline.base import Stage, StageContext
-from hub.ports import AdapterConfigError, AdapterFactory, Channels, DeliveryResult
+from hub.ports import AdapterConfigError, AdapterFactory, Channels, DeliveryResult, OutboundAdapter
 from hub.retry import decide
 from hub.routing import RuleHolder, RuleSet
 from hub.settings import Settings
@@ -82,7 +84,8 @@ class Runner:
                 adapter = self.build_adapter(target, cfg)
             except AdapterConfigError as exc:
                 raise Permanent(str(exc)) from None
-            self._adapters[target] = GuardedAdapter(self.gate, target, cfg, adapter)
+            timed = cast(OutboundAdapter, metrics.TimedAdapter(target, adapter))
+            self._adapters[target] = GuardedAdapter(self.gate, target, cfg, timed)
         return self._adapters[target]
 
     def close(self) -> None:
@@ -94,6 +97,12 @@ class Runner:
     def process(self, message_id: uuid.UUID) -> Status:
         """Run the message (which the caller has claimed) as far as it goes. Returns its final status."""
         message = self._load(message_id)
+        with (bound(message_id=str(message.id), tenant=message.tenant, channel=message.channel),
+              tracing.span("process", parent=tracing.parent_of(message.attributes), message_id=message.id,
+                           tenant=message.tenant, channel=message.channel)):
+            return self._process(message)
+
+    def _process(self, message: Message) -> Status:
         self._rules = self.rules.current  # one rule set for the whole run, even if a reload happens meanwhile
         status = Status(message.status)
         if status is Status.RETRY_WAIT:
@@ -111,8 +120,10 @@ class Runner:
 
     def _run_stage(self, stage: Stage, ctx: StageContext, status: Status) -> Status:
         message_id = ctx.message.id
+        began = time.perf_counter()
         try:
-            result = stage.run(ctx)
+            with bound(stage=stage.name), tracing.span(f"stage {stage.name}", stage=stage.name):
+                result = stage.run(ctx)
         except HubError as exc:
             return self._fail(ctx.message, status, stage.name, exc)
         except (LeaseLost, KeyboardInterrupt):
@@ -124,6 +135,8 @@ class Runner:
                 detail={"exception": type(exc).__name__},
             )
             return self._fail(ctx.message, status, stage.name, wrapped)
+        finally:
+            metrics.observe_stage(stage.name, time.perf_counter() - began)
         if stage.produces is None:
             # Written with the next transition, in its transaction: fenced by its lease guard, one commit less.
             self._notes.append((f"{stage.name}: {result.reason}", result.detail, status))
@@ -138,6 +151,7 @@ class Runner:
             )
             if result.deliveries:
                 store.create_deliveries(conn, message_id, result.deliveries)
+        self._count(ctx.message)
         return stage.produces
 
     def _move(self, conn: Connection, message: Message, to: Status, change: Transition, origin: Status) -> None:
@@ -160,6 +174,7 @@ class Runner:
         message.status = to.value
         for key, value in (change.fields or {}).items():
             setattr(message, key, value)
+
         if change.resume_status is not None:
             message.resume_status = change.resume_status.value
         if change.attempts is not None:
@@ -216,6 +231,7 @@ class Runner:
                 )
         with self.engine.begin() as conn:
             self._move(conn, message, to, change, status)
+        self._count(message)
         return to
 
     def _resume(self, message: Message) -> Status:
@@ -224,7 +240,13 @@ class Runner:
         change = Transition(reason=f"retrying from {resume} (attempt {message.attempts + 1} of {policy.max_attempts})")
         with self.engine.begin() as conn:
             self._move(conn, message, resume, change, Status.RETRY_WAIT)
+        self._count(message)
         return resume
+
+    @staticmethod
+    def _count(message: Message) -> None:
+        """``xhub_messages_total``: the committed move of ``message`` to its (in-memory, current) status."""
+        metrics.record_status(message.status, tenant=message.tenant, channel=message.channel, route=message.route)
 
     def _keep_lease(self, message_id: uuid.UUID) -> None:
         """Before a visible step (a delivery): still ours, for long enough? The heartbeat does the renewing."""
@@ -261,6 +283,7 @@ class Runner:
                     move_delivery(conn, row.id, to, change, actor=f"worker:{self.owner}", from_statuses={row.status})
             except IllegalDeliveryTransition as exc:  # only a worker that took the message over moves its rows
                 raise LeaseLost(f"{exc} (this worker, {self.owner}, no longer owns message {message.id})") from None
+            metrics.record_delivery(row.target, "delivered" if error is None else type(error).__name__.lower())
 
         self._facts = {}
         self._notes = []

@@ -40,6 +40,7 @@ from sandbox.recorder import create_recorder
 from sandbox.trade_register import create_trade_register
 from sandbox.vehicle_registry import create_vehicle_registry
 from xhub.config import HubConfig, load_config
+from xhub.observability import setup_metrics
 from xhub.runtime import build_app, free_port, open_engine, serve_in_thread
 
 __all__ = ["DemoError", "run_demo"]
@@ -129,6 +130,9 @@ port = {port}
 
 [worker]
 poll_interval_seconds = 0.2
+
+[metrics]
+directory = "{workdir / 'metrics'}"
 
 [retry]
 max_attempts = 5
@@ -255,12 +259,14 @@ def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
         config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token),
                                    fc.config_section())
         config: HubConfig = load_config(config_path, env={})
+        setup_metrics(config, clean=True)
         engine = open_engine(config)
         app = build_app(config, engine, embedded_worker=True)
         with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
             write_private(workdir / "endpoints.json", json.dumps({
                 "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
                 "stand_ins": stand_ins, "fitconnect": fc.endpoints(), "config": str(config_path),
+                "metrics_url": f"{hub_url}/metrics",
             }, indent=2) + "\n")
             print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); stand-ins: "
                   + ", ".join(f"{name} {url}" for name, url in stand_ins.items())

@@ -76,6 +76,9 @@ def still_works(hub: Hub, hostile: httpx.Response) -> None:
     notice = NOTICE.replace(b"[]", f'["{waiting.submission_id}"]'.encode())  # unique, as a real one would be
     assert hub.genuine(notice).json() == {"status": "ok", "action": "poll triggered"}
     wait_for(lambda: w.sender.decisions(waiting.case_id), timeout=30, interval=0.01)
+    # the decision reaches the emulator just before the hub commits its end state: wait for that commit too
+    wait_for(lambda: getattr(w.message(waiting.submission_id), "status", None) in {"acknowledged", "rejected"},
+             timeout=30, interval=0.01)
     w.assert_accepted(waiting)
 
 

@@ -4,7 +4,8 @@
 * messages (status, trail, requeue): :mod:`xhub.api.messages`;
 * operations (targets, rules): :mod:`xhub.api.operations`;
 * the FIT-Connect callback: :mod:`channels.fitconnect.router`;
-* health: :mod:`xhub.api.health`.
+* health: :mod:`xhub.api.health`;
+* ``/metrics`` for Prometheus: :mod:`xhub.api.metrics` (what it counts: :mod:`xhub.observability`).
 
 Every error is a problem document (:mod:`hub.problems`); :class:`~xhub.api.guard.ErrorGuard` answers what
 nobody handled. Routers get what they need through FastAPI dependencies on ``app.state``: ``config`` (the
@@ -22,13 +23,16 @@ from starlette.concurrency import run_in_threadpool
 
 from channels.rest.router import Waker
 from hub import problems
+from hub.metrics_store import StoreCollector
 from hub.readiness import Health
 from hub.routing import RuleHolder
+from hub.watch import Watches
 from xhub import registry
-from xhub.api import health, messages, operations
+from xhub.api import health, messages, metrics, operations
 from xhub.api.deps import ApiState
 from xhub.api.guard import ErrorGuard
 from xhub.config import HubConfig
+from xhub.observability import MetricsEndpoint
 
 __all__ = ["create_app"]
 
@@ -51,8 +55,12 @@ def create_app(
     app = FastAPI(title="xoev-hub", version="0.1.0", lifespan=_lifespan(lifespan_hooks, closers))
     wake = Waker(on_accept)
     app.state.config = config
+    watches = Watches(engine, registry.watches(config), ttl=max(config.metrics.refresh_seconds, 1.0))
     app.state.api = ApiState(config, engine, rules or RuleHolder(config), wake,
-                             Health(config, engine, registry.poller_checks(config)))
+                             Health(config, engine, registry.poller_checks(config), watches=watches.components))
+    app.state.metrics = MetricsEndpoint(config.metrics, StoreCollector(
+        engine, targets=config.targets, loop_kinds=registry.loop_kinds(config), watches=watches,
+        ttl=config.metrics.refresh_seconds))
     problems.install(app)
     app.add_middleware(ErrorGuard, retry_after=config.api.retry_after_seconds,
                        max_header_bytes=config.api.max_header_bytes)
@@ -60,6 +68,8 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(operations.router)
     app.include_router(health.router)
+    if config.metrics.enabled:
+        app.include_router(metrics.router)
     return app
 
 

@@ -75,6 +75,7 @@ class ErrorGuard:
             log.warning("database unavailable during %s: %s", where, safe_description(exc))
             return database_unavailable(self.retry_after)
         stack = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("unexpected error during %s: %s\n%s", where, safe_description(exc), stack)
+        # the type and the frames only: an exception's text can quote the request (a document, a token)
+        log.error("unexpected error during %s: %s\n%s", where, type(exc).__name__, stack)
         return Problem(500, "internal-error", "Internal error",
                        "the hub failed to handle this request; the error is in its log")

@@ -1,7 +1,8 @@
 """``/health``, ``/health/live`` and ``/health/ready``.
 
 * ``/health/live``: the process answers (no database, no I/O): for restarts by an orchestrator.
-* ``/health/ready``: every component (:mod:`hub.readiness`): ``200`` with the detail when all are ``ok``;
+* ``/health/ready``: every component (:mod:`hub.readiness`): ``200`` with the detail when none is ``degraded``
+  (a component in ``warning``, such as a certificate that expires soon, is listed in ``warnings``);
   ``503`` ``application/problem+json`` (type ``…:not-ready``) naming each degraded component, with the
   same ``components`` member. For monitoring, and for routing traffic only to hubs that can process it.
 * ``/health``: kept as it was for existing monitors and load balancers: the process answers and the
@@ -62,4 +63,5 @@ async def ready(request: Request, hub: State) -> JSONResponse:
     degraded = [f"{name}: {c.reason}" for name, c in components.items() if not c.ok]
     if degraded:
         raise Problem(503, "not-ready", "Not ready", "; ".join(degraded), components=body)
-    return JSONResponse({"status": "ok", "components": body})
+    warnings = [f"{name}: {c.reason}" for name, c in components.items() if c.status == "warning"]
+    return JSONResponse({"status": "ok", "components": body, **({"warnings": warnings} if warnings else {})})

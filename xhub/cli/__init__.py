@@ -10,7 +10,6 @@ Commands of other installed packages join through the ``xhub.commands`` entry po
 from __future__ import annotations
 
 import enum
-import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -36,6 +35,7 @@ from xhub.cli.rules import route_cmd, rules_app
 from xhub.cli.serve import serve, worker
 from xhub.cli.submit import submit
 from xhub.cli.token import token_app
+from xhub.observability import setup_logging
 
 __all__ = ["PLUGINS", "app"]
 
@@ -86,6 +86,11 @@ def _add_plugins(cli: typer.Typer) -> None:
 _add_plugins(app)
 
 
+class LogFormat(enum.StrEnum):
+    json = "json"
+    text = "text"
+
+
 class LogLevel(enum.StrEnum):
     debug = "debug"
     info = "info"
@@ -99,9 +104,9 @@ def main(
     config: Annotated[Path | None, typer.Option("--config", "-c", envvar="XHUB_CONFIG",
                                                  help="configuration file (TOML)")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="how much to log")] = LogLevel.info,
+    log_format: Annotated[LogFormat | None, typer.Option(
+        help="log lines on stderr: json (one object a line) or text; default: text on a terminal, else json")] = None,
 ) -> None:
-    logging.basicConfig(level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(log_level.value, log_format.value if log_format else None)
     common.reset(config)
     ctx.call_on_close(common.close)

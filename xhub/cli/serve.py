@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Annotated
 
@@ -9,7 +10,10 @@ import typer
 
 from hub.worker import install_signal_handlers
 from xhub.cli import common
+from xhub.config import HubConfig
+from xhub.observability import setup_metrics
 from xhub.runtime import build_app, make_worker, reload_on_sighup, server, start_housekeeping
+from xhub.tracing import TracingUnavailable, setup_tracing
 
 __all__ = ["serve", "worker"]
 
@@ -21,6 +25,8 @@ def serve(
 ) -> None:
     """Run the API (and, by default, an embedded worker): the one-process set-up."""
     config = common.config()
+    setup_metrics(config, clean=True)
+    _tracing(config)
     engine = common.engine()
     rules = common.rule_holder()
     application = build_app(config, engine, embedded_worker=worker and config.worker.embedded, rules=rules)
@@ -35,6 +41,8 @@ def worker(
     max_messages: Annotated[int | None, typer.Option(help="stop after this many messages")] = None,
 ) -> None:
     """Run a worker process. Start as many as you like, on as many machines as share the database."""
+    setup_metrics(common.config(), clean=False)
+    _tracing(common.config())
     engine = common.engine()
     rules = common.rule_holder()
     stop = threading.Event()
@@ -54,3 +62,12 @@ def worker(
         for job in jobs:
             job.shutdown()
         w.channels.close()
+
+
+def _tracing(config: HubConfig) -> None:
+    try:
+        shutdown = setup_tracing(config.tracing)
+    except TracingUnavailable as exc:
+        common.fail(str(exc))
+    if shutdown is not None:
+        atexit.register(shutdown)  # the last spans are sent when the process ends
