@@ -27,7 +27,9 @@ PERSONAL_FIELDS = frozenset({
     "strasse", "straße",  # streets
     "steuernummer", "steuernummerbund", "steueridentifikationsnummer", "identifikationsnummer",  # tax ids
     "fin", "fahrzeugidentifikationsnummer",  # vehicle identification numbers
-    "iban", "email",
+    "iban", "email", "telefon",  # bank and contact
+    "geburtsort", "geburtsdatum",  # birth
+    "zulassungsbescheinigungteil2", "evbnummer", "reservierungsnummer",  # vehicle papers
 })
 EXTRA = ("WVWZZZ1JZYW000002",)  # the VIN sandbox/demo/__init__.py gives the FIT-Connect sample
 MIN_LENGTH = 4  # shorter values ("12a") would be found by chance

@@ -24,48 +24,15 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.personal_data import SAMPLES, personal_strings
 from tests.support import ROOT, wait_for
 from xhub.runtime import free_port
 
 pytestmark = pytest.mark.slow
 
-SAMPLES = ROOT / "sandbox" / "demo" / "samples"
-#: elements (XML) and keys (JSON) of the samples that hold personal data: names, addresses, birth, tax and
-#: bank identifiers, vehicle identification numbers, contact details
-PERSONAL = {"familienname", "vorname", "nachname", "geburtsname", "geburtsort", "geburtsdatum", "eingetragenername",
-            "strasse", "steuernummer", "steuernummerbund", "identifikationsnummer", "iban", "fin", "email", "telefon",
-            "zulassungsbescheinigungteil2", "evbnummer", "reservierungsnummer"}
 ENV = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-
-
-def personal_strings() -> set[str]:
-    """Every personal-data value in the demo samples (and the VIN the demo's FIT-Connect sender uses)."""
-    found = {"WVWZZZ1JZYW000002"}
-    for path in SAMPLES.glob("*.xml"):
-        try:
-            tree = etree.parse(str(path))
-        except etree.XMLSyntaxError:
-            continue
-        for element in tree.iter():
-            if isinstance(element.tag, str) and etree.QName(element).localname.lower() in PERSONAL and element.text:
-                found.add(element.text.strip())
-
-    def walk(value: Any, key: str = "") -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, k)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and key.lower() in PERSONAL:
-            found.add(value.strip())
-
-    for path in SAMPLES.glob("*.json"):
-        walk(json.loads(path.read_text("utf-8")))
-    return {s for s in found if len(s) >= 4}
 
 
 @dataclass
@@ -88,7 +55,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 
 def test_the_samples_hold_the_personal_data_the_scan_looks_for() -> None:
-    strings = personal_strings()
+    strings = set(personal_strings())
     assert {"Musterfrau", "Erika", "Maximilianstraße", "Tibor", "Karl-Marx-Str.", "1234567890000",
             "wvwzzz1jz xw000001", "DE02120300000000202051"} <= strings, strings
 
