@@ -1,0 +1,74 @@
+"""Commands loaded when they run, not when ``xhub`` starts.
+
+``xhub --help`` lists every command from a table of names, targets (``module:attribute``) and one-line helps,
+without importing a single command module; ``xhub validate x.xml`` imports the validation command and
+nothing of the database, the API or the adapters. A command's module is imported the moment the command is
+chosen (:meth:`LazyGroup.resolve_command`), and then it is a normal Typer command or group with its own
+options and ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import typer
+import typer.main
+from typer import _click as click  # Typer's own click: its groups and commands are made of these classes
+from typer.core import TyperCommand, TyperGroup
+
+__all__ = ["LazyCommand", "LazyGroup", "Spec", "load"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A command by name: where it lives, and the line ``xhub --help`` shows for it."""
+
+    name: str
+    target: str  # "package.module:attribute", a function (a command) or a typer.Typer (a group)
+    help: str
+
+
+class LazyCommand(TyperCommand):
+    """The stand-in listed by the help until the command is chosen."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__(spec.name, help=spec.help, short_help=spec.help)
+        self.spec = spec
+
+
+def load(spec: Spec) -> click.Command:
+    """Import the command's module and make the click command Typer would have made at start-up."""
+    module_name, _, attribute = spec.target.partition(":")
+    target: Any = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)  # a group even with one command, as `add_typer` makes it
+        command.help = spec.help  # the line of the listing heads the group's own help too
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(spec.name)(target)
+        command = typer.main.get_command(single)
+    command.name = spec.name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose commands are :class:`Spec` entries, imported when one is run.
+
+    ``specs`` is filled by whoever builds the command line (``xhub/cli/__init__.py``) before the group is made.
+    """
+
+    specs: ClassVar[list[Spec]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for spec in self.specs:
+            self.commands.setdefault(spec.name, LazyCommand(spec))
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and isinstance(command, LazyCommand):
+            command = self.commands[name] = load(command.spec)
+        return name, command, rest
