@@ -42,6 +42,7 @@ def load(spec: Spec) -> click.Command:
     """Import the command's module and make the click command Typer would have made at start-up."""
     module_name, _, attribute = spec.target.partition(":")
     target: Any = getattr(importlib.import_module(module_name), attribute)
+    command: click.Command
     if isinstance(target, typer.Typer):
         command = typer.main.get_group(target)  # a group even with one command, as `add_typer` makes it
         command.help = spec.help  # the line of the listing heads the group's own help too
