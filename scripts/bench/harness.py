@@ -420,13 +420,28 @@ targets = ["standin"]
 
 
 def fresh_database(name: str, engine: str, workdir: Path) -> str:
-    """A new, empty database: PostgreSQL (``engine == "postgres"``) or a SQLite file in ``workdir``."""
+    """A new, empty database: PostgreSQL (``engine == "postgres"``; the name gets this process's id, so that
+    two runs on one server never share one) or a SQLite file in ``workdir``."""
     if engine == "sqlite":
         return f"sqlite:///{workdir / 'hub.db'}"
-    url = postgres_url(name)
+    url = postgres_url(f"{name}_{os.getpid()}")
     if url is None:
         raise SystemExit("PostgreSQL is not available (HUB_BENCH_POSTGRES_URL); the hub rows need it")
     return url
+
+
+def drop_database(url: str) -> None:
+    """Drop a database :func:`fresh_database` made (nothing for SQLite: its folder goes with the run)."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    base = os.environ.get("HUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from harness import (
     CpuMeter,
     Hub,
     Nginx,
+    drop_database,
     env_float,
     env_int,
     fresh_database,
@@ -125,6 +126,7 @@ class Phase:
         self.hub.stop()
         if self.backends is not None:
             self.backends.close()
+        drop_database(self.db)
 
 
 def naive(target: Nginx, tmp: Path) -> dict[str, Any]:
