@@ -1,4 +1,4 @@
-"""The short form of ``make reliability`` (``scripts/bench/reliability.py``): about a thousand real messages
+"""The short form of ``make reliability`` (``scripts/bench/reliability.py``): several hundred real messages
 through ``xhub serve`` and two ``xhub worker`` processes on PostgreSQL, while workers and the API are killed
 with SIGKILL, the target answers 503 for a while and every connection of the hub's database is ended.
 Nothing may be lost, delivered as a second case, or left stuck.

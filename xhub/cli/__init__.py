@@ -76,7 +76,7 @@ class _Commands(LazyGroup):
 
 app = typer.Typer(help="xoev-hub: receive, validate, route and deliver XÖV and FIT-Connect messages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  cls=_Commands)
+                  cls=_Commands, rich_markup_mode=None)  # plain help and errors: rich costs 0.13 s at start
 
 
 class LogLevel(enum.StrEnum):

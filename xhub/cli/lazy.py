@@ -51,7 +51,15 @@ def load(spec: Spec) -> click.Command:
         single.command(spec.name)(target)
         command = typer.main.get_command(single)
     command.name = spec.name
+    _plain(command)
     return command
+
+
+def _plain(command: click.Command) -> None:
+    """Help as the top level shows it: plain text (rich's formatting costs more to import than a command)."""
+    command.rich_markup_mode = None  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        _plain(sub)
 
 
 class LazyGroup(TyperGroup):
