@@ -46,3 +46,21 @@ def test_a_command_that_cannot_be_loaded_is_left_out(monkeypatch: pytest.MonkeyP
 def kept() -> None:
     """Kept."""
     typer.echo("still here")
+
+
+def test_a_command_whose_module_fails_says_so_in_one_line() -> None:
+    class Commands(LazyGroup):
+        specs: ClassVar[list[Spec]] = [Spec("gone", "tests.unit.test_cli_plugins:no_such_command", "Gone.")]
+
+    cli = typer.Typer(no_args_is_help=True, cls=Commands)
+
+    @cli.callback()
+    def main() -> None:
+        pass
+
+    assert " gone " in CliRunner().invoke(cli, ["--help"]).output  # listed: nothing is imported to list it
+    result = CliRunner().invoke(cli, ["gone"])
+    assert result.exit_code == 2
+    assert result.stderr == ("xhub: command 'gone' (tests.unit.test_cli_plugins:no_such_command) not loaded: "
+                             "AttributeError: module 'tests.unit.test_cli_plugins' has no attribute "
+                             "'no_such_command'\n")

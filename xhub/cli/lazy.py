@@ -79,5 +79,11 @@ class LazyGroup(TyperGroup):
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         if name is not None and isinstance(command, LazyCommand):
-            command = self.commands[name] = load(command.spec)
+            spec = command.spec
+            try:
+                command = self.commands[name] = load(spec)
+            except Exception as exc:  # e.g. an extra command whose package is broken: one line, no traceback
+                typer.echo(f"xhub: command {name!r} ({spec.target}) not loaded: {type(exc).__name__}: {exc}",
+                           err=True)
+                raise typer.Exit(2) from None
         return name, command, rest
