@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -100,6 +99,8 @@ def _checked(items: list[Path | PathProblem], dirs: list[Path], as_json: bool,
         done: Iterator[tuple[str, object, bool]] = (_check(f, dirs, as_json) for f in files)
         pool = None
     else:
+        from concurrent.futures import ProcessPoolExecutor  # only here: its import costs every run otherwise
+
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)))
         chunk = max(1, min(64, len(files) // (jobs * 4)))
         done = pool.map(_check, files, [dirs] * len(files), [as_json] * len(files), chunksize=chunk)
