@@ -68,7 +68,7 @@ OUTAGE_SECONDS = env_float("BENCH_OUTAGE_SECONDS", 12 if QUICK else 30)
 POLL = env_float("BENCH_POLL", 0.2)
 WARMUP = env_int("BENCH_WARMUP", 30)
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "docs" / "benchmarks"))
-DRAIN_TIMEOUT = env_float("BENCH_DRAIN_TIMEOUT", 900)
+DRAIN_TIMEOUT = env_float("BENCH_DRAIN_TIMEOUT", 3600)
 
 
 class Phase:
