@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-components reliability clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xoev-hub needs Python 3.11 or newer")'
@@ -28,7 +28,18 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## The hub end to end against a naive script, and CLI start-up (docs/benchmarks/README.md); on demand.
+## Sizes from the environment, e.g. `make bench BENCH_QUICK=1`.
 bench: $(STAMP)
+	$(BIN)/python scripts/bench/cli_startup.py
+	$(BIN)/python scripts/bench/hub_vs_script.py
+
+## 10,000 messages under kills, a target outage and a PostgreSQL restart: nothing lost, duplicated or stuck.
+reliability: $(STAMP)
+	$(BIN)/python scripts/bench/reliability.py
+
+## The component benchmarks (intake, delivery, validation, mapping, FIT-Connect), results in scripts/bench/results/.
+bench-components: $(STAMP)
 	$(BIN)/python scripts/bench/intake.py
 	$(BIN)/python scripts/bench/intake_memory.py
 	$(BIN)/python scripts/bench/delivery.py

@@ -40,7 +40,6 @@ from hub.configfile import (
     read_toml,
 )
 from hub.settings import Settings, TargetConfig, TargetName
-from xhub import registry
 
 __all__ = ["ConfigError", "HubConfig", "MetricsConfig", "Target", "TracingConfig", "config_path", "load_config"]
 
@@ -58,6 +57,8 @@ class Target(TargetConfig):
     @field_validator("adapter")
     @classmethod
     def _known_adapter(cls, name: str) -> str:
+        from xhub import registry  # the adapters, imported when a target names one (not for `xhub validate`)
+
         if name not in registry.OUTBOUND:
             known = ", ".join(sorted(registry.OUTBOUND))
             raise ValueError(f"unknown adapter {name[:40]!r}; the known ones are {known}")
@@ -66,6 +67,8 @@ class Target(TargetConfig):
     @model_validator(mode="after")
     def _adapter_settings_fit(self) -> Target:
         # A ValidationError raised here keeps its own locations, under this target's: ``targets.x.url``.
+        from xhub import registry
+
         checked = registry.OUTBOUND[self.adapter].Config.model_validate(self.adapter_settings())
         _hide_secrets(self.model_extra or {}, checked)
         return self

@@ -14,7 +14,8 @@ Exit codes of ``schemas add``: 0 installed, 2 refused (one line on stderr, nothi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -70,36 +71,75 @@ def _text(file: Path, report: Report) -> str:
     return "\n".join(lines)
 
 
+JobsOption = Annotated[
+    int,
+    typer.Option("--jobs", "-j", min=0, help="Processes to spread the files over; 0 = one per CPU core."),
+]
+
+
+def _check(item: Path, dirs: list[Path], as_json: bool) -> tuple[str, object, bool]:
+    """One file, in whichever process runs it: ``("error", line, False)`` when it cannot be read, else
+    ``("report", text or dict, valid)``. Plain values only, so that a worker process can hand them back."""
+    engine = ValidationEngine.shared(dirs)
+    try:
+        data = read_regular(item, engine.limits.max_bytes)
+    except PathProblem as problem:  # one file's failure never stops the others
+        return "error", str(problem), False
+    report = engine.validate(data)
+    shown: object = {"file": show(item), **report.to_dict()} if as_json else _text(item, report)
+    return "report", shown, report.verdict == "valid"
+
+
+def _checked(items: list[Path | PathProblem], dirs: list[Path], as_json: bool,
+             jobs: int) -> Iterator[tuple[str, object, bool]]:
+    """Every item's result, in the order of ``items``; with ``jobs`` > 1 the files are spread over as many
+    processes (each compiles the schemas it needs once), and the results still come in input order."""
+    files = [item for item in items if not isinstance(item, PathProblem)]
+    if jobs <= 1 or len(files) <= 1:
+        done: Iterator[tuple[str, object, bool]] = (_check(f, dirs, as_json) for f in files)
+        pool = None
+    else:
+        from concurrent.futures import ProcessPoolExecutor  # only here: its import costs every run otherwise
+
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)))
+        chunk = max(1, min(64, len(files) // (jobs * 4)))
+        done = pool.map(_check, files, [dirs] * len(files), [as_json] * len(files), chunksize=chunk)
+    try:
+        for item in items:
+            yield ("error", str(item), False) if isinstance(item, PathProblem) else next(done)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
 def validate_command(
     paths: Annotated[list[Path], typer.Argument(help="XML files or folders (searched for *.xml).")],
     format: Annotated[str, typer.Option("--format", help="Output format: text or json.")] = "text",
     schema_dir: SchemaDirOption = None,
+    jobs: JobsOption = 1,
 ) -> None:
     """Validate XÖV documents against the installed schema bundles."""
     if format not in ("text", "json"):
         typer.echo(f"error: --format must be 'text' or 'json', not {format!r}", err=True)
         raise typer.Exit(2)
-    engine = ValidationEngine.shared(default_schema_dirs(_schema_dir(schema_dir)))
+    dirs = default_schema_dirs(_schema_dir(schema_dir))
+    engine = ValidationEngine.shared(dirs)
     for problem in engine.problems:
         typer.echo(f"warning: {show(problem)}", err=True)
-    results: list[dict[str, object]] = []
+    results: list[object] = []
     all_valid, unreadable, seen = True, False, 0
-    for item in documents(paths):
-        try:
-            if isinstance(item, PathProblem):
-                raise item
-            data = read_regular(item, engine.limits.max_bytes)
-        except PathProblem as problem:  # one file's failure never stops the others
-            typer.echo(f"error: {problem}", err=True)
+    items = list(documents(paths))
+    for kind, shown, valid in _checked(items, dirs, format == "json", jobs or os.cpu_count() or 1):
+        if kind == "error":
+            typer.echo(f"error: {shown}", err=True)
             unreadable = True
             continue
         seen += 1
-        report = engine.validate(data)
-        all_valid = all_valid and report.verdict == "valid"
+        all_valid = all_valid and valid
         if format == "json":
-            results.append({"file": show(item), **report.to_dict()})
+            results.append(shown)
         else:
-            typer.echo(_text(item, report))
+            typer.echo(shown)
     if format == "json":
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     if not seen and not unreadable:

@@ -4,13 +4,15 @@ point group), so that no product module imports the sandbox; a command that cann
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from typing import ClassVar
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 import xhub.cli
-from xhub.cli import PLUGINS, _add_plugins
+from xhub.cli import PLUGINS, _plugins
+from xhub.cli.lazy import LazyGroup, Spec
 
 
 def test_the_sandbox_commands_come_from_the_entry_point_group() -> None:
@@ -24,19 +26,41 @@ def test_a_command_that_cannot_be_loaded_is_left_out(monkeypatch: pytest.MonkeyP
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     broken = EntryPoint(name="broken", value="no_such_module_anywhere:command", group=PLUGINS)
     monkeypatch.setattr(xhub.cli, "entry_points", lambda group: [broken])
-    cli = typer.Typer(no_args_is_help=True)
 
-    @cli.command("kept")
-    def kept() -> None:
-        typer.echo("still here")
+    class Commands(LazyGroup):
+        specs: ClassVar[list[Spec]] = [Spec("kept", "tests.unit.test_cli_plugins:kept", "Kept."), *_plugins()]
 
-    @cli.command("other")
-    def other() -> None:
-        typer.echo("unused")
-
-    _add_plugins(cli)
     assert capsys.readouterr().err == ("xhub: command 'broken' (no_such_module_anywhere:command) not loaded: "
                                        "ModuleNotFoundError: No module named 'no_such_module_anywhere'\n")
+    cli = typer.Typer(no_args_is_help=True, cls=Commands)
+
+    @cli.callback()
+    def main() -> None:
+        pass
+
     result = CliRunner().invoke(cli, ["kept"])
     assert result.exit_code == 0 and result.output == "still here\n"
     assert "broken" not in CliRunner().invoke(cli, ["--help"]).output
+
+
+def kept() -> None:
+    """Kept."""
+    typer.echo("still here")
+
+
+def test_a_command_whose_module_fails_says_so_in_one_line() -> None:
+    class Commands(LazyGroup):
+        specs: ClassVar[list[Spec]] = [Spec("gone", "tests.unit.test_cli_plugins:no_such_command", "Gone.")]
+
+    cli = typer.Typer(no_args_is_help=True, cls=Commands)
+
+    @cli.callback()
+    def main() -> None:
+        pass
+
+    assert " gone " in CliRunner().invoke(cli, ["--help"]).output  # listed: nothing is imported to list it
+    result = CliRunner().invoke(cli, ["gone"])
+    assert result.exit_code == 2
+    assert result.stderr == ("xhub: command 'gone' (tests.unit.test_cli_plugins:no_such_command) not loaded: "
+                             "AttributeError: module 'tests.unit.test_cli_plugins' has no attribute "
+                             "'no_such_command'\n")

@@ -12,78 +12,71 @@ from __future__ import annotations
 import enum
 import sys
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
-from hub.validation import cli as validation_cli
-from hub.validation.cli import schemas_app, validate_command
 from xhub.cli import common
-from xhub.cli.dataprotection import (
-    keys_new_master_key,
-    keys_reseal,
-    keys_rotate_data_key,
-    keys_rotate_master_key,
-    keys_status,
-    messages_purge,
-)
-from xhub.cli.db import db_app
-from xhub.cli.fitconnect import fitconnect_app, keys_app
-from xhub.cli.messages import messages_app, targets_cmd
-from xhub.cli.rules import route_cmd, rules_app
-from xhub.cli.serve import serve, worker
-from xhub.cli.submit import submit
-from xhub.cli.token import token_app
-from xhub.observability import setup_logging
+from xhub.cli.lazy import LazyGroup, Spec
 
-__all__ = ["PLUGINS", "app"]
+__all__ = ["COMMANDS", "PLUGINS", "app"]
 
 #: The entry point group of commands from other packages: a ``typer.Typer`` (a group) or a function.
 PLUGINS = "xhub.commands"
 
-app = typer.Typer(help="xoev-hub: receive, validate, route and deliver XÖV and FIT-Connect messages.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-app.command()(serve)
-app.command("worker")(worker)
-app.command()(submit)
-app.add_typer(db_app, name="db")
-app.add_typer(messages_app, name="messages")
-app.command("targets")(targets_cmd)
-app.add_typer(rules_app, name="rules")
-app.command("route")(route_cmd)
-app.add_typer(token_app, name="token")
-app.add_typer(fitconnect_app, name="fitconnect")
-keys_app.info.help = "Keys: FIT-Connect destinations' key pairs, and the master and data keys of encryption at rest."
-keys_app.command("new-master-key")(keys_new_master_key)
-keys_app.command("rotate-data-key")(keys_rotate_data_key)
-keys_app.command("rotate-master-key")(keys_rotate_master_key)
-keys_app.command("reseal")(keys_reseal)
-keys_app.command("status")(keys_status)
-app.add_typer(keys_app, name="keys")
-messages_app.command("purge")(messages_purge)
-app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
-app.command("validate")(validate_command)
-validation_cli.configured_schema_dir = lambda: common.config().schema_dir  # the core cannot import this package
+#: Every command of the product, in the order of ``xhub --help``; each module is imported when its command
+#: runs (:mod:`xhub.cli.lazy`), so that ``xhub --help`` and ``xhub validate`` start without the database,
+#: the API and the adapters. The line is what the listing shows (``tests/unit/test_cli_startup.py`` checks it
+#: against each command's own help).
+COMMANDS = [
+    Spec("serve", "xhub.cli.serve:serve", "Run the API (and, by default, an embedded worker): the one-process set-up."),
+    Spec("worker", "xhub.cli.serve:worker", "Run a worker process."),
+    Spec("submit", "xhub.cli.submit:submit", "Send files to a running hub's REST intake."),
+    Spec("db", "xhub.cli.db:db_app", "Database schema."),
+    Spec("messages", "xhub.cli.messages:messages_app", "Inspect and repair messages."),
+    Spec("targets", "xhub.cli.messages:targets_cmd",
+         "Delivery targets: circuit state, consecutive failures, calls in flight."),
+    Spec("rules", "xhub.cli.rules:rules_app", "Routing rules and mappings (mappings/)."),
+    Spec("route", "xhub.cli.rules:route_cmd", "Show which route a message takes and what each target would receive."),
+    Spec("token", "xhub.cli.token:token_app", "Bearer tokens for senders and operators."),
+    Spec("fitconnect", "xhub.cli.fitconnect:fitconnect_app", "FIT-Connect subscriber."),
+    Spec("keys", "xhub.cli.keys:keys_app",
+         "Keys: FIT-Connect destinations' key pairs, and the master and data keys of encryption at rest."),
+    Spec("schemas", "xhub.cli.validate:schemas_app",
+         "Schema bundles: list the installed ones, add an XRepository release."),
+    Spec("validate", "xhub.cli.validate:validate_command",
+         "Validate XÖV documents against the installed schema bundles."),
+]
 
 
-def _add_plugins(cli: typer.Typer) -> None:
-    """Every command of the ``xhub.commands`` group; one that cannot be loaded is named on stderr and left out
-    (the product's own commands keep working)."""
+def _plugins() -> list[Spec]:
+    """Every command of the ``xhub.commands`` group, listed without importing it (its line names where it comes
+    from); one whose package is not installed is named on stderr and left out (the product's own commands keep
+    working). A module that is there but fails when imported says so when its command is run."""
+    found = []
     for point in sorted(entry_points(group=PLUGINS), key=lambda p: p.name):
+        module = point.value.partition(":")[0].strip()
+        package = module.partition(".")[0]  # a submodule would be imported with its parents to be found
         try:
-            command = point.load()
-        except Exception as exc:  # a broken extra must not take the product's commands down with it
+            if find_spec(package) is None:
+                raise ModuleNotFoundError(f"No module named {package!r}")
+        except (ImportError, ValueError) as exc:
             print(f"xhub: command {point.name!r} ({point.value}) not loaded: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             continue
-        if isinstance(command, typer.Typer):
-            cli.add_typer(command, name=point.name)
-        else:
-            cli.command(point.name)(command)
+        found.append(Spec(point.name, point.value, f"(from {module})"))
+    return found
 
 
-_add_plugins(app)
+class _Commands(LazyGroup):
+    specs: ClassVar[list[Spec]] = [*COMMANDS, *_plugins()]
+
+
+app = typer.Typer(help="xoev-hub: receive, validate, route and deliver XÖV and FIT-Connect messages.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=_Commands, rich_markup_mode=None)  # plain help and errors: rich costs 0.13 s at start
 
 
 class LogFormat(enum.StrEnum):
@@ -107,6 +100,8 @@ def main(
     log_format: Annotated[LogFormat | None, typer.Option(
         help="log lines on stderr: json (one object a line) or text; default: text on a terminal, else json")] = None,
 ) -> None:
+    from xhub.observability import setup_logging  # here, not at the top: `xhub --help` stays light
+
     setup_logging(log_level.value, log_format.value if log_format else None)
     common.reset(config)
     ctx.call_on_close(common.close)

@@ -9,17 +9,15 @@ folder, and they say how to make one when it is missing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from hub import migrate, sealing
-from hub.db import DatabaseProblem, describe, make_engine
-from hub.routing import RuleHolder, RulesError, RuleSet, load_rules
-from xhub.config import ConfigError, HubConfig, config_path, load_config
-from xhub.runtime import SchemaOutdated, install_keyring, open_engine
+if TYPE_CHECKING:  # imported where used: every command starts here, most need only a few of these
+    from sqlalchemy import Engine
+
+    from hub.routing import RuleHolder, RuleSet
+    from xhub.config import HubConfig
 
 __all__ = ["close", "config", "engine", "existing_engine", "fail", "reset", "rule_holder", "rule_set"]
 
@@ -47,6 +45,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def config() -> HubConfig:
+    from xhub.config import ConfigError, load_config
+
     if "config" not in _state:
         try:
             _state["config"] = load_config(_state.get("config_path"))
@@ -58,6 +58,8 @@ def config() -> HubConfig:
 
 def rule_holder() -> RuleHolder:
     """The rules for a running hub: every route's target must be configured."""
+    from hub.routing import RuleHolder, RulesError
+
     try:
         return RuleHolder(config())
     except RulesError as exc:
@@ -67,6 +69,9 @@ def rule_holder() -> RuleHolder:
 def rule_set(cfg: HubConfig) -> RuleSet:
     """The rules for a look at them (``rules check``, ``route``), warnings on stderr. Without a configuration
     file, a target that is not configured here is a warning: the hub that uses these rules defines its targets."""
+    from hub.routing import RulesError, load_rules
+    from xhub.config import config_path
+
     try:
         rules = load_rules(cfg, targets_elsewhere=config_path(_state.get("config_path")) is None)
     except RulesError as exc:
@@ -79,6 +84,12 @@ def rule_set(cfg: HubConfig) -> RuleSet:
 def engine(*, read_only: bool = False) -> Engine:
     """The database; ``read_only`` for commands that only look: they never create a database or a folder,
     and need its schema to be current. Every database problem is one line and exit code 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hub import migrate, sealing
+    from hub.db import DatabaseProblem, describe, make_engine
+    from xhub.runtime import SchemaOutdated, install_keyring, open_engine
+
     cfg = config()
     url = cfg.database.url
     try:

@@ -17,10 +17,12 @@ from hub.statemachine import IllegalTransition, Status
 from hub.targets import target_overview
 from xhub.api.views import event_json
 from xhub.cli import common
+from xhub.cli.dataprotection import messages_purge
 
 __all__ = ["messages_app", "targets_cmd"]
 
 messages_app = typer.Typer(help="Inspect and repair messages.", no_args_is_help=True)
+messages_app.command("purge")(messages_purge)  # retention's purge, by hand
 
 
 @messages_app.command("list")

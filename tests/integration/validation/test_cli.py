@@ -83,3 +83,42 @@ def test_hostile_file_is_reported_not_crashed(tmp_path: Path) -> None:
     code, out, _ = _run(tmp_path, str(bomb))
     assert code == 1
     assert "invalid | unknown document | Document type declaration not allowed" in out
+
+
+def _mixed_folder(tmp_path: Path) -> Path:
+    """Valid, invalid and unreadable documents: a folder of 19 with two that cannot be read."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for sample in sorted((FIX / "xgewerbesteuer-1.4").glob("*.xml")):
+        (folder / sample.name).write_bytes(sample.read_bytes())
+    (folder / "m-broken.xml").write_text("<not-closed", encoding="utf-8")
+    (folder / "n-invalid.xml").write_bytes((FIX / "xdomea-3.0.0" / "toolkit_xx_Aussonderung.Aussonderung.0503.xml")
+                                           .read_bytes())
+    (folder / "o-link.xml").symlink_to(tmp_path / "nowhere.xml")  # dangling: unreadable, named on stderr
+    (folder / "p-folder.xml").mkdir()  # a folder named *.xml is walked, not read: nothing in it
+    return folder
+
+
+def test_jobs_spread_over_processes_keep_input_order_and_exit_codes(tmp_path: Path) -> None:
+    folder = _mixed_folder(tmp_path)
+    serial = _run(tmp_path, str(folder), str(tmp_path / "missing.xml"))
+    for jobs in ("2", "0"):
+        parallel = _run(tmp_path, "--jobs", jobs, str(folder), str(tmp_path / "missing.xml"))
+        assert parallel == serial
+    code, out, err = serial
+    assert code == 2  # unreadable paths: exit 2, yet every readable file was checked
+    assert out.count(": valid | XGewerbesteuer 1.4") == 15
+    assert "m-broken.xml: invalid" in out and "n-invalid.xml: invalid" in out
+    assert "missing.xml" in err and "o-link.xml" in err
+
+
+def test_jobs_json_output_is_in_input_order(tmp_path: Path) -> None:
+    files = sorted(str(p) for p in (FIX / "xgewerbesteuer-1.4").glob("*.xml"))
+    code, out, _ = _run(tmp_path, "--format", "json", "--jobs", "2", *reversed(files))
+    assert code == 0
+    assert [item["file"] for item in json.loads(out)] == list(reversed(files))
+
+
+def test_negative_jobs_are_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = _run(tmp_path, "--jobs", "-1", str(FIX / "xgewerbesteuer-1.4"))
+    assert code == 2 and "--jobs" in err
