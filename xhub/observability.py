@@ -1,5 +1,5 @@
 """Setting up what the hub shows about itself: metrics (Prometheus, multi-process), logs (JSON lines through
-structlog), and what ``/metrics`` answers. Called once per process by the commands that run a hub.
+structlog, :mod:`xhub.logsetup`), and what ``/metrics`` answers. Called once per process by the commands that run a hub.
 
 **Metrics.** prometheus-client counts in memory per process; ``xhub serve`` and every ``xhub worker`` on
 one host write their counts into one directory instead (multi-process mode), which ``/metrics`` reads and
@@ -9,12 +9,7 @@ folds the files of processes that are gone into one archive file per type and re
 counters never go down (a false reset would make ``rate()`` jump) and the folder does not grow with every
 restarted worker. A process that ends marks itself dead (``mark_process_dead``, for live gauges).
 What the database knows is read at scrape time by :class:`hub.metrics_store.StoreCollector`.
-
-**Logs.** Every record, from this code or a library through the standard ``logging`` module, becomes one
-JSON line on stderr (``--log-format json``, the default when stderr is not a terminal) or one readable line
-(``text``). Each carries ``timestamp``, ``level``, ``logger``, ``event`` and, while a message is processed,
-``message_id``, ``tenant``, ``channel`` and ``stage`` (:mod:`hub.logcontext`). An exception is written as its
-type and the code locations it passed, never its message: an XML parser's message can quote the document.
+Logs: :mod:`xhub.logsetup` (its names are re-exported here).
 """
 
 from __future__ import annotations
@@ -28,25 +23,21 @@ import logging
 import os
 import re
 import struct
-import sys
-import traceback
-from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, values
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from hub import logcontext, metrics
+from hub import metrics
 from hub.metrics_store import StoreCollector
 from xhub.config import HubConfig, MetricsConfig
+from xhub.logsetup import LogFormat, default_format, setup_logging
 
-__all__ = ["ENV", "LogFormat", "MetricsEndpoint", "setup_logging", "setup_metrics"]
+__all__ = ["ENV", "LogFormat", "MetricsEndpoint", "default_format", "setup_logging", "setup_metrics"]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-LogFormat = Literal["json", "text"]
 _DB_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")  # <type>_<pid>.db, gauge_<mode>_<pid>.db
 
 log = logging.getLogger(__name__)
@@ -152,86 +143,3 @@ class MetricsEndpoint:
             MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
             return generate_latest(registry) + generate_latest(self._store_registry)
         return generate_latest(REGISTRY) + generate_latest(self._store_registry)
-
-
-# --------------------------------------------------------------------------------------------------
-# Logs
-
-
-def default_format() -> LogFormat:
-    return "text" if sys.stderr.isatty() else "json"
-
-
-def setup_logging(level: str = "info", fmt: LogFormat | None = None, *, force: bool = False) -> None:
-    """Route every log record through structlog to stderr, as JSON lines or readable text.
-
-    Like ``logging.basicConfig``, nothing changes when the program that runs the command has set up logging
-    already (handlers on the root logger that are not ours, e.g. a test runner's), unless ``force``."""
-    root = logging.getLogger()
-    if not force and any(not isinstance(h, _Stderr) for h in root.handlers):
-        return
-    fmt = fmt or default_format()
-    shared: list[Any] = [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _message_context,
-    ]
-    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=False))
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _exception_without_message,
-                    renderer],
-    )
-    handler = _Stderr()
-    handler.setFormatter(formatter)
-    for old in [h for h in root.handlers if isinstance(h, _Stderr)]:  # ours from an earlier command (tests)
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    for noisy in ("alembic", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record comes (a test may swap it between commands)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def _message_context(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in logcontext.current().items():
-        event.setdefault(key, value)
-    return event
-
-
-def _exception_without_message(_logger: Any, _name: str,
-                               event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """``exc_info`` → ``exception`` (the type) and ``traceback`` (file, line, function of each frame): the
-    exception's text is left out, since it may quote a document or a secret."""
-    info = event.pop("exc_info", None)
-    if info is True:
-        info = sys.exc_info()
-    if isinstance(info, BaseException):
-        info = (type(info), info, info.__traceback__)
-    if isinstance(info, tuple) and info[0] is not None:
-        event["exception"] = info[0].__name__
-        event["traceback"] = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(info[2])]
-    return event

@@ -100,7 +100,7 @@ def main(
     log_format: Annotated[LogFormat | None, typer.Option(
         help="log lines on stderr: json (one object a line) or text; default: text on a terminal, else json")] = None,
 ) -> None:
-    from xhub.observability import setup_logging  # here, not at the top: `xhub --help` stays light
+    from xhub.logsetup import setup_logging  # here, not at the top: `xhub --help` stays light
 
     setup_logging(log_level.value, log_format.value if log_format else None)
     common.reset(config)
