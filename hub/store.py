@@ -34,6 +34,7 @@ __all__ = [
     "deliveries",
     "events",
     "get",
+    "insert_version",
     "list_messages",
     "payload",
 ]
@@ -153,6 +154,43 @@ def _part_row(message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore 
     assert blobs is not None and part.file is not None
     stored = blobs.put(message_id, part_no, part.file)
     return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path}
+
+
+def insert_version(conn: Connection, original: Message, body: bytes, content_type: str, *, actor: str,
+                   blobs: BlobStore | None) -> uuid.UUID:
+    """A corrected copy of ``original`` (edit-before-resubmit), in the caller's transaction: a new message in
+    ``received`` with the new payload, the original's attachments, facts and ids, linked to it by
+    ``previous_version_id``. The original itself is left as it is (the caller closes it with its transition).
+
+    The channel's id of the message (``external_id``, unique per channel) stays with the original; the new
+    version keeps the case id and the channel's answer facts (``attributes``), so that its answer goes to
+    the same submission.
+    """
+    now = utcnow()
+    message_id = uuid.uuid4()
+    digest = hashlib.sha256(body).hexdigest()
+    rows = [_part_row(message_id, 0, Part("payload", content_type, body=body), None, digest)]
+    for part in payload(conn, original.id)[1:]:
+        if part.body is not None:
+            copied = Part(part.role, part.content_type, body=part.body, name=part.name)
+        elif blobs is not None and part.blob_path:
+            copied = Part(part.role, part.content_type, file=blobs.root / part.blob_path, name=part.name)
+        else:
+            raise ValueError(f"part {part.part_no} of message {original.id} is in the blob store, which is not given")
+        rows.append(_part_row(message_id, part.part_no, copied, blobs, None))
+    conn.execute(insert(Message).values(
+        id=message_id, tenant=original.tenant, channel=original.channel, sender=original.sender,
+        idempotency_key=None, sender_reference=original.sender_reference, external_id=None,
+        case_id=original.case_id, attributes=original.attributes, content_type=content_type,
+        payload_size=len(body), payload_sha256=digest, status=Status.RECEIVED.value, attempts=0,
+        next_attempt_at=now, previous_version_id=original.id, created_at=now, updated_at=now,
+    ))
+    conn.execute(insert(MessagePart), rows)
+    record_event(conn, message_id, actor=actor, kind="transition", from_status=None, to_status=Status.RECEIVED.value,
+                 reason=f"corrected version of message {original.id}",
+                 detail={"size": len(body), "sha256": digest, "previous_version_id": str(original.id),
+                         "previous_sha256": original.payload_sha256}, at=now)
+    return message_id
 
 
 def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:

@@ -41,6 +41,7 @@ from hub.configfile import (
 )
 from hub.settings import Settings, TargetConfig, TargetName
 from xhub import registry
+from xhub.console.config import ConsoleConfig
 
 __all__ = ["ConfigError", "HubConfig", "Target", "config_path", "load_config"]
 
@@ -87,6 +88,7 @@ class HubConfig(Settings):
 
     targets: Mapping[TargetName, Target] = {}
     fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
+    console: ConsoleConfig = Field(ConsoleConfig(), description="the operator console")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from xhub.cli.rules import route_cmd, rules_app
 from xhub.cli.serve import serve, worker
 from xhub.cli.submit import submit
 from xhub.cli.token import token_app
+from xhub.cli.users import users_app
 
 __all__ = ["PLUGINS", "app"]
 
@@ -45,6 +46,7 @@ app.command("targets")(targets_cmd)
 app.add_typer(rules_app, name="rules")
 app.command("route")(route_cmd)
 app.add_typer(token_app, name="token")
+app.add_typer(users_app, name="users")
 app.add_typer(fitconnect_app, name="fitconnect")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas", help="Schema bundles: list the installed ones, add an XRepository release.")
