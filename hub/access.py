@@ -7,7 +7,7 @@ exist (404, never 403: even its existence is not told).
 
 :class:`LoginThrottle` slows down password guessing: after ``limit`` failed logins for one user name or one
 address within ``window`` every further attempt for it is refused until the window has passed, with the
-same answer whether the name exists or not.
+same answer whether the name exists or not (an address gets four times the attempts of a name).
 """
 
 from __future__ import annotations
@@ -63,32 +63,42 @@ class Caller:
 
 
 class LoginThrottle:
-    """Failed logins per key (user name, address) in a sliding window; in memory, per process."""
+    """Failed logins per user name and per address in a sliding window; in memory, per process.
 
-    def __init__(self, limit: int = 5, window_seconds: float = 300.0, max_keys: int = 100_000) -> None:
-        self.limit = limit
+    A name is blocked after ``limit`` failures, an address after ``address_limit`` (four times as many by
+    default: the operators of one town may share one address, and one person's typos must not lock out all).
+    """
+
+    def __init__(self, limit: int = 5, window_seconds: float = 300.0, address_limit: int | None = None,
+                 max_keys: int = 100_000) -> None:
+        self.limits = {"name": limit, "addr": address_limit or 4 * limit}
         self.window = window_seconds
         self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, *keys: str) -> bool:
+    @staticmethod
+    def _keys(name: str, addr: str) -> dict[str, str]:
+        return {"name": f"name:{name.lower()}", "addr": f"addr:{addr}"}
+
+    def blocked(self, name: str, addr: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            return any(len(self._recent(k, now)) >= self.limit for k in keys)
+            return any(len(self._recent(key, now)) >= self.limits[kind]
+                       for kind, key in self._keys(name, addr).items())
 
-    def failed(self, *keys: str) -> None:
+    def failed(self, name: str, addr: str) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._failures) >= self.max_keys:  # a flood of names: forget the oldest rather than grow
                 for stale in list(self._failures)[: self.max_keys // 10]:
                     del self._failures[stale]
-            for k in keys:
-                self._recent(k, now).append(now)
+            for key in self._keys(name, addr).values():
+                self._recent(key, now).append(now)
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, name: str) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.pop(f"name:{name.lower()}", None)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.setdefault(key, deque())

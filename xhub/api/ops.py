@@ -320,10 +320,11 @@ async def retry(message_id: uuid.UUID, request: Request, who: CallerDep, ops: Op
 async def requeue(message_id: uuid.UUID, request: Request, who: CallerDep, ops: Ops, hub: State) -> dict[str, Any]:
     """Resume at a chosen stage (validate, route, deliver) with a fresh retry budget."""
     no_unknown_query(request)
+    message = await run_in_threadpool(_act, ops, who, message_id, "requeueing")
     body: RequeueBody = await json_body(request, RequeueBody)
 
     def run() -> None:
-        actions.requeue(ops.engine, who, _act(ops, who, message_id, "requeueing"), body.stage, body.reason)
+        actions.requeue(ops.engine, who, message, body.stage, body.reason)
 
     try:
         await run_in_threadpool(run)
@@ -337,10 +338,11 @@ async def requeue(message_id: uuid.UUID, request: Request, who: CallerDep, ops: 
 async def reject(message_id: uuid.UUID, request: Request, who: CallerDep, ops: Ops) -> dict[str, Any]:
     """Reject with a reason; a FIT-Connect message's sender gets a reject-submission first."""
     no_unknown_query(request)
+    message = await run_in_threadpool(_act, ops, who, message_id, "rejecting")
     body: RejectBody = await json_body(request, RejectBody)
 
     def run() -> str:
-        return actions.reject(ops.engine, who, _act(ops, who, message_id, "rejecting"), body.reason, ops.channels)
+        return actions.reject(ops.engine, who, message, body.reason, ops.channels)
 
     try:
         told = await run_in_threadpool(run)
@@ -358,15 +360,14 @@ async def resubmit(message_id: uuid.UUID, request: Request, who: CallerDep, ops:
     """Edit before resubmit: the body (application/xml or application/json) becomes a new version of the message,
     linked to it; the original stays (closed as superseded when it was dead or waiting)."""
     no_unknown_query(request)
-    require(who, Role.OPERATOR, "resubmitting")
+    message = await run_in_threadpool(_act, ops, who, message_id, "resubmitting")
     ctype = payload_type(request)
     body = await read_capped(request, ops.config.api.max_body_bytes)
     check_payload(ops, body, ctype)
     comment = (single_header(request, "x-comment") or "")[:500]
 
     def run() -> uuid.UUID:
-        return actions.resubmit(ops.engine, who, _act(ops, who, message_id, "resubmitting"), body, ctype,
-                                ops.channels, ops.blobs, comment)
+        return actions.resubmit(ops.engine, who, message, body, ctype, ops.channels, ops.blobs, comment)
 
     try:
         new_id = await run_in_threadpool(run)

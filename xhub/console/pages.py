@@ -190,18 +190,17 @@ async def login(request: Request) -> Response:
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         return _login_page(request, t("The form has expired; try again."), 400)
     addr = client_addr(request) or "-"
-    keys = (f"name:{name.lower()}", f"addr:{addr}")
-    if ops.throttle.blocked(*keys):
+    if ops.throttle.blocked(name, addr):
         await run_in_threadpool(audit.record, ops.engine, None, "login-throttled", remote_addr=addr)
         return _login_page(request, t("Too many failed logins; wait a few minutes."), 429)
     user = None
     if isinstance(password, str):
         user = await run_in_threadpool(users.check_password, ops.engine, name, password)
     if user is None:
-        ops.throttle.failed(*keys)
+        ops.throttle.failed(name, addr)
         await run_in_threadpool(audit.record, ops.engine, None, "login-failed", remote_addr=addr)
         return _login_page(request, t("Unknown user or wrong password."), 401)
-    ops.throttle.succeeded(keys[0])
+    ops.throttle.succeeded(name)
     return await start_session(request, ops, user, "password")
 
 
@@ -453,8 +452,11 @@ async def rules_check(request: Request, who: Caller) -> Response:
         raise Problem(404, "tenant-not-found", "Tenant not found", "no such tenant is visible to you")
     upload = form.get("file")
     body = b""
-    if isinstance(upload, UploadFile) and upload.filename:
-        body = await upload.read(ops.config.api.max_body_bytes + 1)
+    try:
+        if isinstance(upload, UploadFile) and upload.filename:
+            body = await upload.read(ops.config.api.max_body_bytes + 1)
+    finally:
+        await form.close()
     if not body:
         pasted = form.get("payload")
         body = pasted.encode("utf-8") if isinstance(pasted, str) else b""
