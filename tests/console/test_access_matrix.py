@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from hub import migrate
-from hub.db import make_engine
-from tests.console.world import Browser, World, bearer, console_config, seed
-from tests.support import SENDER_TOKEN, running
-from xhub.api.app import create_app
+from tests.console.world import Browser, World, bearer, served_world
+from tests.support import SENDER_TOKEN
 
 CALLERS = ("anonymous", "sender", "token", "view-mm", "op-mm", "admin")
 XML = {"Content-Type": "application/xml"}
@@ -87,12 +83,7 @@ ROUTES = [
 @pytest.fixture(scope="module")
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, dict[str, httpx.Client],
                                                                               dict[str, str]]]:
-    tmp = tmp_path_factory.mktemp("matrix")
-    url = f"sqlite:///{tmp / 'hub.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    world = seed(console_config(url, Path(tmp)), engine)
-    with running(create_app(world.config, engine)) as hub_url:
+    with served_world(tmp_path_factory.mktemp("matrix")) as (world, hub_url):
         clients: dict[str, httpx.Client] = {
             "anonymous": httpx.Client(base_url=hub_url, timeout=30),
             "sender": httpx.Client(base_url=hub_url, timeout=30, headers={"Authorization": f"Bearer {SENDER_TOKEN}"}),
@@ -106,7 +97,6 @@ def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Wor
         yield world, clients, csrf
         for c in clients.values():
             c.close()
-    engine.dispose()
 
 
 @pytest.mark.parametrize("tenant", ["own", "foreign"])

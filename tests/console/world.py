@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from hub import store, users
+from hub import migrate, store, users
+from hub.db import make_engine
 from hub.users import Role
-from tests.support import OPERATOR_TOKEN, XBAU_INVALID, XBAU_VALID, hub_config
+from tests.support import OPERATOR_TOKEN, XBAU_INVALID, XBAU_VALID, hub_config, running
+from xhub.api.app import create_app
 from xhub.config import HubConfig
 from xhub.runtime import free_port, make_worker
 
@@ -113,3 +117,17 @@ class Browser:
 
 def bearer() -> dict[str, str]:
     return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+@contextmanager
+def served_world(tmp: Path) -> Iterator[tuple[World, str]]:
+    """A seeded world on its own SQLite file, served on loopback (for module-scoped fixtures)."""
+    url = f"sqlite:///{tmp / 'hub.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    try:
+        world = seed(console_config(url, tmp), engine)
+        with running(create_app(world.config, engine)) as hub_url:
+            yield world, hub_url
+    finally:
+        engine.dispose()
