@@ -115,7 +115,8 @@ class Message(Base):
         UniqueConstraint("tenant", "sender", "idempotency_key"),
         UniqueConstraint("channel", "external_id"),
         Index("ix_messages_due", "status", "next_attempt_at"),
-        Index("ix_messages_created_at", "created_at"),
+        # (created_at, id): the order of the operators' search and its keyset paging (also serves created_at alone)
+        Index("ix_messages_created_at", "created_at", "id"),
         # The operators' search (hub.search): keyset paging on (created_at, id) within a tenant or a status,
         # and a lookup by each id an operator may be given.
         Index("ix_messages_tenant_created", "tenant", "created_at", "id"),

@@ -78,6 +78,8 @@ def upgrade() -> None:
                                       comment='the message this one corrects (edit-before-resubmit)'))
         batch_op.create_foreign_key(batch_op.f('fk_messages_previous_version_id_messages'), 'messages',
                                     ['previous_version_id'], ['id'])
+        batch_op.drop_index('ix_messages_created_at')
+        batch_op.create_index('ix_messages_created_at', ['created_at', 'id'])
         batch_op.create_index('ix_messages_tenant_created', ['tenant', 'created_at', 'id'])
         batch_op.create_index('ix_messages_status_created', ['status', 'created_at', 'id'])
         batch_op.create_index('ix_messages_sender_reference', ['sender_reference'])
@@ -95,6 +97,8 @@ def downgrade() -> None:
         for name in ('ix_messages_previous_version_id', 'ix_messages_case_id', 'ix_messages_external_id',
                      'ix_messages_sender_reference', 'ix_messages_status_created', 'ix_messages_tenant_created'):
             batch_op.drop_index(name)
+        batch_op.drop_index('ix_messages_created_at')
+        batch_op.create_index('ix_messages_created_at', ['created_at'])
         batch_op.drop_constraint(batch_op.f('fk_messages_previous_version_id_messages'), type_='foreignkey')
         batch_op.drop_column('previous_version_id')
     op.drop_table('audit_log')
