@@ -34,7 +34,7 @@ from xhub.api.access import OpsState
 from xhub.api.deps import ApiState
 from xhub.api.guard import ErrorGuard
 from xhub.config import HubConfig
-from xhub.console import pages
+from xhub.console import oidc, pages
 
 __all__ = ["create_app"]
 
@@ -75,6 +75,7 @@ def create_app(
     docs.mount(app)
     if config.console.enabled:
         pages.mount(app)
+        app.include_router(oidc.router)
     return app
 
 

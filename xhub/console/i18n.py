@@ -131,6 +131,7 @@ DE: dict[str, str] = {
     "Refreshes by itself every 10 seconds.": "Aktualisiert sich alle 10 Sekunden selbst.",
     "Login with the town's account": "Mit dem Konto der Kommune anmelden",
     "or": "oder",
+    "The identity provider login failed.": "Die Anmeldung über den Identitätsanbieter ist fehlgeschlagen.",
     "logged in as": "angemeldet als",
     # statuses (the machine value stays in data-status)
     "received": "eingegangen",

@@ -166,10 +166,10 @@ async def login_form(request: Request) -> Response:
     ops: OpsState = request.app.state.ops
     if await session_of(request, ops) is not None:
         return RedirectResponse("/console/", status_code=303)
-    return _login_page(request, None, 200)
+    return login_page(request, None, 200)
 
 
-def _login_page(request: Request, error: str | None, status: int) -> Response:
+def login_page(request: Request, error: str | None, status: int) -> Response:
     token = secrets.token_urlsafe(24)
     ops: OpsState = request.app.state.ops
     response = render(request, "login.html", status_code=status, error=error, login_token=token,
@@ -188,18 +188,18 @@ async def login(request: Request) -> Response:
     name, password = _text(form, "username", 200), form.get("password")
     sent, expected = _text(form, "login_token", 100), request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        return _login_page(request, t("The form has expired; try again."), 400)
+        return login_page(request, t("The form has expired; try again."), 400)
     addr = client_addr(request) or "-"
     if ops.throttle.blocked(name, addr):
         await run_in_threadpool(audit.record, ops.engine, None, "login-throttled", remote_addr=addr)
-        return _login_page(request, t("Too many failed logins; wait a few minutes."), 429)
+        return login_page(request, t("Too many failed logins; wait a few minutes."), 429)
     user = None
     if isinstance(password, str):
         user = await run_in_threadpool(users.check_password, ops.engine, name, password)
     if user is None:
         ops.throttle.failed(name, addr)
         await run_in_threadpool(audit.record, ops.engine, None, "login-failed", remote_addr=addr)
-        return _login_page(request, t("Unknown user or wrong password."), 401)
+        return login_page(request, t("Unknown user or wrong password."), 401)
     ops.throttle.succeeded(name)
     return await start_session(request, ops, user, "password")
 
