@@ -65,16 +65,7 @@ class Provider:
 
     def _get_json(self, url: str) -> dict[str, Any]:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-            r = client.get(url, headers={"Accept": "application/json"})
-        if r.status_code != 200 or len(r.content) > 256 * 1024:
-            raise OidcError(f"{url} answered {r.status_code}")
-        try:
-            data = json_loads(r.content)
-        except JsonRejected as exc:
-            raise OidcError(f"{url}: {exc}") from None
-        if not isinstance(data, dict):
-            raise OidcError(f"{url}: not a JSON object")
-        return data
+            return _json_object(client.get(url, headers={"Accept": "application/json"}), url)
 
     def metadata(self) -> tuple[dict[str, Any], jwk.JWKSet]:
         with self._lock:
@@ -107,13 +98,7 @@ class Provider:
                             auth=(self.config.client_id, self.config.client_secret.get_secret_value()),
                             headers={"Content-Type": "application/x-www-form-urlencoded",
                                      "Accept": "application/json"})
-        if r.status_code != 200 or len(r.content) > 256 * 1024:
-            raise OidcError(f"the token endpoint answered {r.status_code}")
-        try:
-            token = json_loads(r.content)
-        except JsonRejected as exc:
-            raise OidcError(f"the token answer: {exc}") from None
-        id_token = token.get("id_token") if isinstance(token, dict) else None
+        id_token = _json_object(r, "the token endpoint").get("id_token")
         if not isinstance(id_token, str):
             raise OidcError("the token answer has no id_token")
         claims = self._verify(id_token, keys)
@@ -147,6 +132,19 @@ class Provider:
         if failed:
             raise OidcError(f"the ID token fails its {', '.join(failed)} check")
         return claims
+
+
+def _json_object(r: httpx.Response, what: str) -> dict[str, Any]:
+    """A provider's answer: 200, at most 256 KiB, a JSON object (parsed within the hub's JSON limits)."""
+    if r.status_code != 200 or len(r.content) > 256 * 1024:
+        raise OidcError(f"{what} answered {r.status_code}")
+    try:
+        data = json_loads(r.content)
+    except JsonRejected as exc:
+        raise OidcError(f"{what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise OidcError(f"{what}: not a JSON object")
+    return data
 
 
 def _provider(request: Request) -> Provider | None:
