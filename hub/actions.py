@@ -206,7 +206,9 @@ def bulk(engine: Engine, caller: Caller, f: Filter, action: str, bound: int, cha
             result.skipped["changed meanwhile"] += 1
         except ActionFailed:
             result.failed["answer not sent"] += 1
-    audit.record(engine, caller, f"bulk-{action}", tenant=f.tenant if f.tenant else None,
+    own = sorted(caller.tenants) if caller.tenants is not None else []
+    tenant = f.tenant or (own[0] if len(own) == 1 else None)  # so that the tenant's people see it in the audit
+    audit.record(engine, caller, f"bulk-{action}", tenant=tenant,
                  detail={"filter": f.as_json(), "stage": stage, "reason": _reason(reason) or None, **result.as_json()})
     return result
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from hub import actions, audit, store, users
@@ -94,14 +94,12 @@ async def json_body(request: Request, model: type[BaseModel]) -> Any:
     """The request's JSON body, checked for size before it is read and for shape before it is used."""
     raw = await read_capped(request, JSON_BODY_LIMIT)
     ctype = (single_header(request, "content-type") or "").split(";")[0].strip().lower()
-    if ctype != "application/json":
+    if raw and ctype != "application/json":  # no body at all: the defaults
         raise Problem(415, "unsupported-media-type", "Unsupported media type", "send application/json")
     try:
         data = json_loads(raw or b"{}")
     except JsonRejected as exc:
         raise Problem(400, "invalid-json", "Invalid JSON", str(exc)) from None
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(data)
     except ValidationError as exc:

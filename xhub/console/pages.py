@@ -9,10 +9,11 @@ scripts and styles), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import hmac
+import inspect
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -147,8 +148,6 @@ def page(min_role: Role = Role.VIEWER) -> Callable[[Page], Page]:
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
-        import inspect
-
         params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
         params += [p for name, p in inspect.signature(handler).parameters.items() if name not in ("request", "who")]
         run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -252,8 +251,7 @@ def _filter_from(values: Any) -> Any:
                 moment = datetime.fromisoformat(raw[key])
             except ValueError:
                 raise Problem(400, "invalid-request", "Invalid request", f"{key}: not a date and time") from None
-            if moment.tzinfo is None:
-                from datetime import UTC
+            if moment.tzinfo is None:  # the form's datetime-local has none: taken as UTC
                 moment = moment.replace(tzinfo=UTC)
             raw[key] = moment
     return make_filter(**raw)
