@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/xhub demo
 
-## Every test: unit, integration (SQLite and PostgreSQL), reliability, hostile; the import contracts
-## (tests/unit/test_layers.py runs lint-imports).
+## Every test: unit, integration (SQLite and PostgreSQL), reliability, hostile, the console (browser tests in
+## Debian's chromium: `apt-get install chromium`); the import contracts (tests/unit/test_layers.py runs lint-imports).
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
@@ -49,6 +49,7 @@ bench-components: $(STAMP)
 	$(BIN)/python scripts/bench/fitconnect_attachments.py
 	$(BIN)/python scripts/bench/encryption.py
 	$(BIN)/python scripts/bench/observability.py
+	$(BIN)/python scripts/bench/console_search.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

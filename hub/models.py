@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -105,6 +106,9 @@ class Message(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    previous_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("messages.id"), comment="the message this one corrects (edit-before-resubmit)"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -112,7 +116,16 @@ class Message(Base):
         UniqueConstraint("tenant", "sender", "idempotency_key"),
         UniqueConstraint("channel", "external_id"),
         Index("ix_messages_due", "status", "next_attempt_at"),
-        Index("ix_messages_created_at", "created_at"),
+        # (created_at, id): the order of the operators' search and its keyset paging (also serves created_at alone)
+        Index("ix_messages_created_at", "created_at", "id"),
+        # The operators' search (hub.search): keyset paging on (created_at, id) within a tenant or a status,
+        # and a lookup by each id an operator may be given.
+        Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_messages_status_created", "status", "created_at", "id"),
+        Index("ix_messages_sender_reference", "sender_reference"),
+        Index("ix_messages_external_id", "external_id"),
+        Index("ix_messages_case_id", "case_id"),
+        Index("ix_messages_previous_version_id", "previous_version_id"),
         Index("ix_messages_status_updated_at", "status", "updated_at"),  # retention finds ended messages by age
     )
 
@@ -160,7 +173,7 @@ class Event(Base):
     message_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the dashboard's recent attempts
     kind: Mapped[str] = mapped_column(String(20), comment="transition | delivery | note | attempt")
     actor: Mapped[str] = mapped_column(String(200))
     from_status: Mapped[str | None] = mapped_column(String(20))
@@ -202,7 +215,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (UniqueConstraint("message_id", "target"),)
+    __table_args__ = (UniqueConstraint("message_id", "target"), Index("ix_deliveries_target", "target", "message_id"))
 
 
 class TargetState(Base):
@@ -266,6 +279,62 @@ class IntakeFailure(Base):
     first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(String(300), comment="exception type and code location only")
+
+
+class User(Base):
+    """A person who uses the console or the operations API (:mod:`hub.users`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20), comment="viewer | operator | admin")
+    password_hash: Mapped[str | None] = mapped_column(String(200), comment="argon2id; none: identity provider only")
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True, comment="issuer|sub of the IdP login")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserTenant(Base):
+    """The tenants a viewer or operator may see; an admin has none and sees all."""
+
+    __tablename__ = "user_tenants"
+
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class LoginSession(Base):
+    """A console login. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "login_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Who did or looked at what, when, from where (:mod:`hub.audit`). Append-only; it names the message by
+    id without a foreign key, so that it outlives the message."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200), comment="user:<name> | operator:<token name>")
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))
+    tenant: Mapped[str | None] = mapped_column(String(100))
+    message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant", "at"),)
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,7 @@ The happy path::
                            ▼
             retry_wait (transient failure; next_attempt_at set; resumes where it left off)
             rejected   (can never be processed; terminal)
-            dead       (retry budget spent, or no route; an operator can requeue)
+            dead       (retry budget spent, or no route; an operator can requeue or reject)
 
     acknowledged | rejected | dead ──► purged   (retention removed payload and attachments; the row and its
                                                  events stay as the tombstone, hub.retention)
@@ -91,8 +91,10 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.ACKNOWLEDGED: frozenset({S.DELIVERED, S.RETRY_WAIT}),
     # A retry_wait message resumes at the stage that failed; a dead one is requeued through retry_wait.
     S.RECEIVED: frozenset({S.RETRY_WAIT}),
-    S.RETRY_WAIT: frozenset({*_WORK, S.DEAD}),
-    S.REJECTED: frozenset({*_WORK, S.RETRY_WAIT}),
+    # retry_wait → retry_wait: an operator's "retry now" (or requeue from a stage) of a waiting message.
+    S.RETRY_WAIT: frozenset({*_WORK, S.RETRY_WAIT, S.DEAD}),
+    # dead → rejected: an operator gives up on a stopped message (with a reason; the sender is told).
+    S.REJECTED: frozenset({*_WORK, S.RETRY_WAIT, S.DEAD}),
     S.DEAD: frozenset({*_WORK, S.RETRY_WAIT}),
     S.PURGED: frozenset({S.ACKNOWLEDGED, S.REJECTED, S.DEAD}),
 }

@@ -8,6 +8,8 @@ transaction, and an :class:`~sqlalchemy.Engine` when they are a unit of work of 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ __all__ = [
     "deliveries",
     "events",
     "get",
+    "insert_version",
     "list_messages",
     "part_bytes",
     "payload",
@@ -158,6 +161,56 @@ def _part_row(engine: Engine, message_id: uuid.UUID, part_no: int, part: Part, b
     stored = blobs.put(message_id, part_no, part.file, sealing.keyring_of(engine))
     return {**row, "size": stored.size, "sha256": stored.sha256, "body": None, "blob_path": stored.path,
             "key_id": stored.key_id}
+
+
+def insert_version(conn: Connection, original: Message, body: bytes, content_type: str, *, actor: str,
+                   blobs: BlobStore | None) -> uuid.UUID:
+    """A corrected copy of ``original`` (edit-before-resubmit), in the caller's transaction: a new message in
+    ``received`` with the new payload, the original's attachments, facts and ids, linked to it by
+    ``previous_version_id``. The original itself is left as it is (the caller closes it with its transition).
+
+    The channel's id of the message (``external_id``, unique per channel) stays with the original; the new
+    version keeps the case id and the channel's answer facts (``attributes``), so that its answer goes to
+    the same submission.
+    """
+    now = utcnow()
+    message_id = uuid.uuid4()
+    digest = hashlib.sha256(body).hexdigest()
+    engine = conn.engine
+    rows = [_part_row(engine, message_id, 0, Part("payload", content_type, body=body), None, digest)]
+    for part in payload(conn, original.id)[1:]:
+        if part.body is not None:
+            copied = Part(part.role, part.content_type, body=part.body, name=part.name)
+        elif blobs is not None and part.blob_path:
+            copied = Part(part.role, part.content_type, file=_plain_copy(conn, part, blobs), name=part.name)
+        else:
+            raise ValueError(f"part {part.part_no} of message {original.id} is in the blob store, which is not given")
+        rows.append(_part_row(engine, message_id, part.part_no, copied, blobs, None))
+    reference = sealing.open_text(conn, original.sender_reference, original.id, "sender_reference")
+    conn.execute(insert(Message).values(
+        id=message_id, tenant=original.tenant, channel=original.channel, sender=original.sender,
+        idempotency_key=None, external_id=None,
+        sender_reference=sealing.seal_text(engine, reference, message_id, "sender_reference"),
+        case_id=original.case_id, attributes=original.attributes, content_type=content_type,
+        payload_size=len(body), payload_sha256=digest, status=Status.RECEIVED.value, attempts=0,
+        next_attempt_at=now, previous_version_id=original.id, created_at=now, updated_at=now,
+    ))
+    conn.execute(insert(MessagePart), rows)
+    record_event(conn, message_id, actor=actor, kind="transition", from_status=None, to_status=Status.RECEIVED.value,
+                 reason=f"corrected version of message {original.id}",
+                 detail={"size": len(body), "sha256": digest, "previous_version_id": str(original.id),
+                         "previous_sha256": original.payload_sha256}, at=now)
+    return message_id
+
+
+def _plain_copy(conn: Connection, part: MessagePart, blobs: BlobStore) -> Path:
+    """A private plain copy of a stored blob part, for the blob store to take (it moves or seals and removes its
+    source: the original's file must stay where it is)."""
+    fd, name = tempfile.mkstemp(dir=blobs.root, prefix=".copy-")
+    with os.fdopen(fd, "wb") as out:
+        for chunk in part_bytes(conn, part, blobs):
+            out.write(chunk)
+    return Path(name)
 
 
 def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:

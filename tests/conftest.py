@@ -5,6 +5,10 @@ PostgreSQL: one template database is migrated per test session; each test gets i
 (default: the local one). Without a server the PostgreSQL tests are skipped, unless
 ``HUB_REQUIRE_POSTGRES=1`` (set by ``.ci/run``), which turns that into a failure, and fails the run
 when no PostgreSQL test passed at all.
+
+Browser tests (marker ``browser``, :func:`chromium`) drive Debian's Chromium through Playwright. Without
+Chromium or Playwright they are skipped, unless ``HUB_REQUIRE_BROWSER=1`` (set by ``.ci/run``), which turns
+that into a failure, and fails the run when no browser test passed at all.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from hub.db import make_engine, normalise_url
 
 PG_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+REQUIRE_BROWSER = os.environ.get("HUB_REQUIRE_BROWSER") == "1"
+CHROMIUM = os.environ.get("HUB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 TEMPLATE = f"xhub_test_template_{os.getpid()}"
 
 _pg_passed = 0
+_browser_passed = 0
 
 
 def _admin() -> Engine:
@@ -113,12 +120,35 @@ def backend(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (which cannot download a browser of its own here)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _no_browser(f"Playwright is not installed: {exc}")
+    if not Path(CHROMIUM).is_file():
+        _no_browser(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def _no_browser(message: str) -> None:
+    if REQUIRE_BROWSER:
+        pytest.fail(message + " (HUB_REQUIRE_BROWSER=1)")
+    pytest.skip(message)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
-    global _pg_passed
+    global _pg_passed, _browser_passed
     report = yield
     if report.when == "call" and report.passed and item.get_closest_marker("postgres"):
         _pg_passed += 1
+    if report.when == "call" and report.passed and item.get_closest_marker("browser"):
+        _browser_passed += 1
     return report
 
 
@@ -128,7 +158,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if REQUIRE_PG and ran and selected and _pg_passed == 0 and exitstatus == 0:
         session.exitstatus = 1
         print("\nHUB_REQUIRE_POSTGRES=1 but no PostgreSQL test passed: failing the run")
+    browsers = any(i.get_closest_marker("browser") for i in session.items)
+    if REQUIRE_BROWSER and ran and browsers and _browser_passed == 0 and session.exitstatus == 0:
+        session.exitstatus = 1
+        print("\nHUB_REQUIRE_BROWSER=1 but no browser test passed: failing the run")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"PostgreSQL tests passed: {_pg_passed}")
+    terminalreporter.write_line(f"Browser tests passed: {_browser_passed}")

@@ -40,6 +40,7 @@ from hub.configfile import (
     read_toml,
 )
 from hub.settings import Settings, TargetConfig, TargetName
+from xhub.console.config import ConsoleConfig
 
 __all__ = ["ConfigError", "HubConfig", "MetricsConfig", "Target", "TracingConfig", "config_path", "load_config"]
 
@@ -127,6 +128,7 @@ class HubConfig(Settings):
     fitconnect: FitConnectConfig | None = Field(None, description="the FIT-Connect subscriber channel")
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
+    console: ConsoleConfig = Field(ConsoleConfig(), description="the operator console")
 
 
 # --------------------------------------------------------------------------------------------------

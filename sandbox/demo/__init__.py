@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -32,9 +33,11 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from hub import users
 from hub.auth import hash_token, new_token
 from hub.sealing import MasterKey
 from hub.statemachine import TERMINAL
+from hub.users import Role
 from sandbox.demo import fitconnect as fitconnect_demo
 from sandbox.recorder import create_recorder
 from sandbox.trade_register import create_trade_register
@@ -60,6 +63,7 @@ class Sample:
     file: str
     expect: str
     why: str
+    tenant: str = "memmingen"
     content_type: str = "application/xml"
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -108,8 +112,15 @@ def prepare_workdir(workdir: Path) -> None:
     write_private(workdir / MARKER, "made by `xhub demo`; the next run deletes this folder\n")
 
 
-def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hash: str, operator_hash: str,
-                 extra: str) -> Path:
+#: The towns of the demo, each with its portal (a sender), and the console users: (name, role, tenant).
+TOWNS = ("memmingen", "kempten")
+CONSOLE_USERS = (("admin", "admin", None), ("mm-operator", "operator", "memmingen"),
+                 ("mm-viewer", "viewer", "memmingen"), ("ke-operator", "operator", "kempten"),
+                 ("ke-viewer", "viewer", "kempten"))
+
+
+def write_config(workdir: Path, port: int, stand_ins: dict[str, str], sender_hashes: dict[str, str],
+                 operator_hash: str, extra: str) -> Path:
     path = workdir / "hub.toml"
     write_private(
         path,
@@ -139,11 +150,8 @@ max_attempts = 5
 base_delay_seconds = 1
 jitter = 0.1
 
-[[senders]]
-name = "demo-portal"
-tenant = "memmingen"
-token_sha256 = "{sender_hash}"
-
+{"".join(f'[[senders]]{chr(10)}name = "{_portal(town)}"{chr(10)}tenant = "{town}"{chr(10)}'
+         f'token_sha256 = "{digest}"{chr(10)}{chr(10)}' for town, digest in sender_hashes.items())}
 [[operators]]
 name = "demo-operator"
 token_sha256 = "{operator_hash}"
@@ -170,6 +178,21 @@ url = "{stand_ins['tax office']}/inbox/gewerbesteuer"
 {extra}""",
     )
     return path
+
+
+def _portal(town: str) -> str:
+    return "demo-portal" if town == "memmingen" else f"demo-portal-{town}"
+
+
+def seed_console_users(engine: Engine, url: str) -> dict[str, Any]:
+    """A user of each role for each town (and an admin), with generated passwords: the ``console`` entry of
+    endpoints.json."""
+    listed = []
+    for name, role, tenant in CONSOLE_USERS:
+        password = secrets.token_urlsafe(15)
+        users.add_user(engine, name, Role(role), [tenant] if tenant else [], password)
+        listed.append({"name": name, "password": password, "role": role, "tenant": tenant})
+    return {"url": f"{url}/console/login", "users": listed}
 
 
 def _submit(client: httpx.Client, token: str, sample: Sample) -> Outcome:
@@ -225,14 +248,18 @@ def _explain(data: dict[str, Any]) -> str:
     return f"{what or 'unknown document'}: {data.get('last_error') or data['events'][-1]['reason']}"
 
 
+def _label(sample: Sample) -> str:
+    return sample.file if sample.tenant == "memmingen" else f"{sample.file} ({sample.tenant})"
+
+
 def _print(outcomes: list[Outcome]) -> None:
-    width = max(len(o.sample.file) for o in outcomes)
+    width = max(len(_label(o.sample)) for o in outcomes)
     print(f"\n{'sample':<{width}}  {'expected':<12} {'got':<12}  what happened")
     print("-" * (width + 80))
     for o in outcomes:
         mark = "ok " if o.ok else "FAIL"
         detail = o.detail if len(o.detail) <= 160 else o.detail[:157] + "..."
-        print(f"{o.sample.file:<{width}}  {o.sample.expect:<12} {o.status:<12}  {mark} {detail}")
+        print(f"{_label(o.sample):<{width}}  {o.sample.expect:<12} {o.status:<12}  {mark} {detail}")
         if o.message_id:
             print(f"{'':<{width}}  {'':<25}  id {o.message_id}")
 
@@ -248,7 +275,8 @@ def run_demo(workdir: Path, port: int, once: bool, timeout: float = 90.0) -> int
 
 
 def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
-    sender_token, operator_token = new_token(), new_token()
+    sender_tokens = {town: new_token() for town in TOWNS}
+    sender_token, operator_token = sender_tokens["memmingen"], new_token()
     with ExitStack() as stack:
         stand_ins = {name: stack.enter_context(serve_in_thread(factory())) for name, factory in STAND_INS.items()}
         # The trade register answers 503 once: the demo shows a retry that loses nothing.
@@ -256,22 +284,24 @@ def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
         port = port or free_port()
         MasterKey.write_new(workdir / "master.key")  # 0600 from the first byte: payloads are sealed with it
         fc = fitconnect_demo.start(stack, workdir, port)
-        config_path = write_config(workdir, port, stand_ins, hash_token(sender_token), hash_token(operator_token),
-                                   fc.config_section())
+        config_path = write_config(workdir, port, stand_ins, {t: hash_token(k) for t, k in sender_tokens.items()},
+                                   hash_token(operator_token), fc.config_section())
         config: HubConfig = load_config(config_path, env={})
         setup_metrics(config, clean=True)
         engine = open_engine(config)
         app = build_app(config, engine, embedded_worker=True)
         with serve_in_thread(app, port=port) as hub_url, httpx.Client(base_url=hub_url, timeout=30) as client:
+            console = seed_console_users(engine, hub_url)
             write_private(workdir / "endpoints.json", json.dumps({
-                "hub_url": hub_url, "sender_token": sender_token, "operator_token": operator_token,
-                "stand_ins": stand_ins, "fitconnect": fc.endpoints(), "config": str(config_path),
+                "hub_url": hub_url, "sender_token": sender_token, "sender_tokens": sender_tokens,
+                "operator_token": operator_token, "stand_ins": stand_ins, "fitconnect": fc.endpoints(),
+                "config": str(config_path), "console": console,
                 "metrics_url": f"{hub_url}/metrics",
             }, indent=2) + "\n")
             print(f"hub on {hub_url} (SQLite {workdir / 'hub.db'}); stand-ins: "
                   + ", ".join(f"{name} {url}" for name, url in stand_ins.items())
                   + f"; FIT-Connect emulator {fc.url}")
-            outcomes = [_submit(client, sender_token, s) for s in load_samples()]
+            outcomes = [_submit(client, sender_tokens[s.tenant], s) for s in load_samples()]
             outcomes.append(_send_fitconnect(fc, engine))
             _settle(client, operator_token, outcomes, timeout)
             _print(outcomes)
@@ -286,7 +316,8 @@ def _run(workdir: Path, port: int, once: bool, timeout: float) -> int:
             failed = [o for o in outcomes if not o.ok]
             print(f"{len(outcomes) - len(failed)} of {len(outcomes)} samples reached their expected state")
             if not once:
-                print(f"\nThe hub keeps running. Tokens are in {workdir / 'endpoints.json'}. Try:\n"
+                print(f"\nThe hub keeps running. Tokens and console logins are in {workdir / 'endpoints.json'}.\n"
+                      f"Console: {console['url']}\nTry:\n"
                       f"  .venv/bin/xhub -c {config_path} messages list\n"
                       f"  .venv/bin/xhub -c {config_path} messages show <id>\n"
                       "Press Ctrl-C to stop.")

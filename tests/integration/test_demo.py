@@ -19,7 +19,7 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 of 9 samples reached their expected state" in result.stdout
+    assert "11 of 11 samples reached their expected state" in result.stdout
     assert "accepted is what the sender sees" in result.stdout  # FIT-Connect: the sender got its answer
     assert "after 1 retry" in result.stdout  # the stand-in's 503 was retried, not lost
     endpoints = json.loads((tmp_path / "demo" / "endpoints.json").read_text())
@@ -28,7 +28,13 @@ def test_demo_once_reaches_every_expected_state(tmp_path: Path) -> None:
     config = (tmp_path / "demo" / "hub.toml").read_text()
     listed = subprocess.run([sys.executable, "-m", "xhub", "-c", str(tmp_path / "demo" / "hub.toml"), "messages",
                              "list", "--status", "dead"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 1, listed.stdout + listed.stderr
+    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 2, listed.stdout + listed.stderr
+    assert "memmingen" in listed.stdout and "kempten" in listed.stdout  # one dead message in each town
+    console = endpoints["console"]
+    assert console["url"].endswith("/console/login")
+    roles = {(u["role"], u["tenant"]) for u in console["users"]}
+    assert {("admin", None), ("operator", "memmingen"), ("viewer", "memmingen"), ("operator", "kempten")} <= roles
+    assert all(len(u["password"]) >= 16 for u in console["users"])
     assert "token_sha256" in config and "xhub_" not in config  # only hashes in the configuration
 
 

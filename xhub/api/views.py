@@ -128,7 +128,7 @@ def _public_actor(actor: str, message: Message) -> str:
     """The sender itself by name; anyone else only by role (worker hosts and operators' names stay inside)."""
     if actor == f"sender:{message.sender}":
         return actor
-    return "operator" if actor.startswith("operator:") else "hub"
+    return "operator" if actor.startswith(("operator:", "user:")) else "hub"  # a token's or a console user's
 
 
 #: Why a message was rejected, by the stage that rejected it: (problem slug, title, what it means).

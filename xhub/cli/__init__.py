@@ -41,6 +41,7 @@ COMMANDS = [
     Spec("rules", "xhub.cli.rules:rules_app", "Routing rules and mappings (mappings/)."),
     Spec("route", "xhub.cli.rules:route_cmd", "Show which route a message takes and what each target would receive."),
     Spec("token", "xhub.cli.token:token_app", "Bearer tokens for senders and operators."),
+    Spec("users", "xhub.cli.users:users_app", "Console users: roles viewer, operator, admin; tenants."),
     Spec("fitconnect", "xhub.cli.fitconnect:fitconnect_app", "FIT-Connect subscriber."),
     Spec("keys", "xhub.cli.keys:keys_app",
          "Keys: FIT-Connect destinations' key pairs, and the master and data keys of encryption at rest."),

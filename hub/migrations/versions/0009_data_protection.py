@@ -4,7 +4,7 @@ index for retention (hub.retention)
 Existing rows stay plain (key_id NULL) and readable; the re-seal job (`xhub keys rewrap`, and the loop in every
 worker process once a master key is configured) encrypts them in small batches.
 
-Revision ID: 0009_data_protection
+Revision ID: 0009
 Revises: 0008
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_data_protection'
+revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None
