@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,6 +104,9 @@ class Message(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    waiting_on: Mapped[str | None] = mapped_column(
+        String(100), comment="retry_wait: the target whose open circuit it waits for; released when it closes"
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -112,6 +116,8 @@ class Message(Base):
         UniqueConstraint("channel", "external_id"),
         Index("ix_messages_due", "status", "next_attempt_at"),
         Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_waiting_on", "waiting_on", postgresql_where=text("waiting_on IS NOT NULL"),
+              sqlite_where=text("waiting_on IS NOT NULL")),
     )
 
 
