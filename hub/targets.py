@@ -48,6 +48,7 @@ from hub.errors import Deferred, HubError, Retriable
 from hub.models import Message, TargetSlot, TargetState, utcnow
 from hub.ports import DeliveryRequest, DeliveryResult, OutboundAdapter
 from hub.settings import CircuitConfig, TargetConfig
+from hub.wakeup import notify
 
 __all__ = ["PARKED", "GuardedAdapter", "Permit", "TargetGate", "release_waiting", "target_overview"]
 
@@ -165,6 +166,8 @@ class TargetGate:
                             last_success_at=now)).rowcount
                 if closed:
                     released = release_waiting(conn, target)
+                    if released:
+                        notify(conn)
                     log.warning("circuit for %s closed: the target answered; %d waiting messages released",
                                 target, released)
                 continue
@@ -192,9 +195,11 @@ class TargetGate:
         self._batch_slots = {}
 
     def is_open(self, target: str) -> bool:
-        """Whether the batch knows ``target``'s circuit as open (so a message failing on it should wait)."""
+        """Whether the batch knows ``target``'s circuit as open (so a message failing on it should wait), and
+        this worker does not hold its trial call."""
         circuit = (self._batch or {}).get(target)
-        return circuit is not None and circuit.open_until is not None and circuit.open_until > utcnow()
+        return (circuit is not None and not circuit.probe and circuit.open_until is not None
+                and circuit.open_until > utcnow())
 
     def _admit_batch(self, batch: dict[str, _Circuit], target: str, config: TargetConfig) -> Permit:
         now = utcnow()
@@ -337,6 +342,8 @@ class TargetGate:
         ).rowcount
         if closed:
             released = release_waiting(conn, permit.target)
+            if released:
+                notify(conn)
             log.warning("circuit for %s closed: the %scall got an answer; %d waiting messages released",
                         permit.target, "trial " if permit.probe else "", released)
 

@@ -40,7 +40,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import queue, store
-from hub.db import transaction
+from hub.db import is_postgres, transaction
 from hub.models import Message, utcnow
 from hub.pipeline.runner import LeaseLost, Runner
 from hub.ports import AdapterFactory, Channels
@@ -50,6 +50,7 @@ from hub.settings import Settings
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.supervisor import HEARTBEAT_SECONDS, Heartbeats, Supervisor, describe
 from hub.targets import TargetGate, release_waiting
+from hub.wakeup import Listener
 
 __all__ = ["Worker", "install_signal_handlers", "worker_id"]
 
@@ -207,9 +208,13 @@ class Worker:
         :attr:`supervisor`: restarted with backoff should the loop itself die."""
         log.info("worker %s started", self.owner)
         self._max_messages = max_messages
+        listener = Listener(self.engine, self.wake).start() if self.config.worker.listen and is_postgres(
+            self.engine) else None
         try:
             self.supervisor.run(lambda: self._loop(exit_when_idle, max_messages))
         finally:
+            if listener is not None:
+                listener.close()
             self.runner.close()
         log.info("worker %s stopped after %d messages", self.owner, self.processed)
         return self.processed

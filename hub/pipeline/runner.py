@@ -191,6 +191,11 @@ class Runner:
         status = Status(message.status)
         ctx = self._context(run, journal)
         if status is Status.RETRY_WAIT:
+            waiting = self._circuit_open_for(ctx) if message.resume_status == Status.ROUTED else None
+            if waiting is not None:  # back too early: wait for the circuit instead of coming back again and again
+                journal.park(message.id, waiting, PARKED, f"waits until the circuit of {waiting} closes",
+                             detail={"target": waiting, "circuit": "open"})
+                return Status.RETRY_WAIT
             status = self._resume(message, journal)
         while status not in TERMINAL and status is not Status.RETRY_WAIT:
             for stage in (s for s in self.stages if s.consumes is status):
@@ -255,7 +260,8 @@ class Runner:
             change = Transition(reason=reason, detail=detail, last_error=str(exc), resume_status=status)
         elif isinstance(exc, Deferred) or (waiting and exc.detail.get("probe")):
             # Nothing was sent, or it was the circuit's trial call: wait, without spending the retry budget.
-            retry_at = PARKED if waiting else utcnow() + timedelta(seconds=exc.retry_after or 1.0)
+            later = exc.retry_after if isinstance(exc, Retriable) else None
+            retry_at = PARKED if waiting else utcnow() + timedelta(seconds=later or 1.0)
             detail["retry_at"] = None if waiting else retry_at.isoformat()
             if waiting:
                 detail["waiting_on"] = waiting
@@ -297,6 +303,13 @@ class Runner:
                 )
         self._move(journal, message, to, change, status)
         return to
+
+    def _circuit_open_for(self, ctx: StageContext) -> str | None:
+        """A target this routed message still has to reach whose circuit is open, if any."""
+        for row in ctx.load_deliveries():
+            if row.status is not DeliveryStatus.DELIVERED and self.gate.is_open(row.target):
+                return row.target
+        return None
 
     def _resume(self, message: Message, journal: Journal) -> Status:
         resume = Status(message.resume_status or Status.RECEIVED)

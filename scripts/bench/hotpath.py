@@ -13,7 +13,6 @@ on this machine). The target stand-in runs in its own process and is not counted
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, free_port, postgres_url, report, wait_http
+from common import ROOT, free_port, postgres_url, proc_cpu, report, wait_http
 from sqlalchemy import Engine, event, func, select
 
 from hub import migrate, store
@@ -34,7 +33,6 @@ from tests.support import hub_config
 from xhub.runtime import make_worker
 
 SAMPLES = sorted((ROOT / "tests/fixtures/xoev/xgewerbesteuer-1.4").glob("*.xml"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 class Counter:
@@ -63,19 +61,7 @@ class Counter:
             self.backends.add(int(cur.fetchone()[0]))
 
     def snapshot(self) -> tuple[int, int, float]:
-        return self.statements, self.commits, backend_cpu(self.backends)
-
-
-def backend_cpu(pids: set[int]) -> float:
-    """CPU seconds of these PostgreSQL backends (0 when the server is not on this machine)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
+        return self.statements, self.commits, proc_cpu(self.backends)
 
 
 def measure(counter: Counter, work: Callable[[], None]) -> dict[str, float]:
