@@ -6,10 +6,12 @@ process, no durability), on the same XGewerbesteuer messages (~1.9 KB) and the s
 The load generator (this process, ``--senders`` concurrent HTTP clients, each message with an
 Idempotency-Key) is not counted as the hub's CPU. Counted: the hub's processes (``/proc/<pid>/stat``) and
 the PostgreSQL backends serving them. Throughput: messages / (first POST → last ``acknowledged`` event).
-Latency: per message, ``received`` event → ``acknowledged`` event; ``--rate`` paces the senders (offered
-load in msg/s; 0 = as fast as they can).
+The ``http-floor`` row is uvicorn + FastAPI answering ``202`` and doing nothing else: what any Python HTTP
+intake costs here before it stores anything. Latency: per message, ``received`` event → ``acknowledged``
+event; ``--rate`` paces the senders (offered load in msg/s; 0 = as fast as they can).
 
-    .venv/bin/python scripts/bench/e2e.py [--messages 3000] [--senders 16] [--rate 0] [--only postgres,sqlite,script]
+    .venv/bin/python scripts/bench/e2e.py [--messages 3000] [--senders 16] [--rate 0]
+                                          [--only postgres,sqlite,script,floor]
 """
 
 from __future__ import annotations
@@ -128,6 +130,37 @@ def hub_run(name: str, url: str, sink: str, args: argparse.Namespace) -> dict[st
     return row
 
 
+FLOOR_APP = """
+import sys, uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+app = FastAPI()
+@app.get("/health/live")
+def live() -> dict: return {"ok": True}
+@app.post("/api/v1/messages")
+async def take(request: Request) -> JSONResponse:
+    await request.body()
+    return JSONResponse({"status": "received"}, status_code=202)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def floor_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor of any Python HTTP intake here: uvicorn + FastAPI answering 202 without doing anything."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/live")
+        cpu0, t0 = proc_cpu([proc.pid]), time.perf_counter()
+        asyncio.run(send(f"http://127.0.0.1:{port}", args.messages, args.senders, 0))
+        wall, cpu = time.perf_counter() - t0, proc_cpu([proc.pid]) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait()
+    return {**_row("http-floor", args.messages, wall, cpu, [0.0]), "api_ms": round(cpu * 1000 / args.messages, 2),
+            "p50_ms": "", "p99_ms": ""}
+
+
 def _backends(engine: Any, url: str) -> list[int]:
     if engine.dialect.name != "postgresql":
         return []
@@ -174,7 +207,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0.0)
-    parser.add_argument("--only", default="postgres,sqlite,script")
+    parser.add_argument("--only", default="postgres,sqlite,script,floor")
     parser.add_argument("--out", type=Path, default=ROOT / "scripts/bench/results/e2e.json")
     args = parser.parse_args()
     sink_port = free_port()
@@ -186,6 +219,8 @@ def main() -> None:
         for what in args.only.split(","):
             if what == "script":
                 rows.append(script_run(sink, args.messages))
+            elif what == "floor":
+                rows.append(floor_run(args))
             elif what == "postgres":
                 url = postgres_url("xhub_bench_e2e")
                 if url:

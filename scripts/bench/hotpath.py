@@ -119,6 +119,7 @@ def main() -> None:
                                 routes=[{"name": "all", "targets": ["sink"], "not_checked": "pass"}])
             engine = make_engine(url)
             migrate.upgrade(engine)
+            engine.dispose()  # every connection from here on is made with the counter listening
             counter = Counter(engine)
             got = measure(counter, lambda: intake(engine, n, args.senders))
             rows.append({"phase": "intake", **per_message(got, n)})
