@@ -14,16 +14,22 @@ whose message is one line without the password (:func:`describe`).
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-__all__ = ["DatabaseProblem", "describe", "is_postgres", "make_engine", "normalise_url", "ping", "safe_url"]
+__all__ = ["DatabaseProblem", "describe", "is_postgres", "make_engine", "normalise_url", "ping", "safe_url",
+           "transaction"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Backends and drivers the hub is built and tested for.
 DRIVERS = {"sqlite": {"pysqlite"}, "postgresql": {"psycopg"}}
@@ -114,8 +120,33 @@ def make_engine(url: str, pool_size: int = 5, *, read_only: bool = False) -> Eng
     connect: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if read_only:
         connect["options"] = "-c default_transaction_read_only=on"
-    return _create(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
+    # No pre-ping (a `SELECT 1` round trip at every checkout): a connection the server dropped fails its first
+    # statement as a disconnect, which invalidates the pool, and the hot paths retry once
+    # (:func:`transaction`); the rest report the error as any other.
+    return _create(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800,
                    connect_args=connect)
+
+
+def transaction(engine: Engine, work: Callable[[Connection], T], *, retry_commit: bool = True) -> T:
+    """Run ``work`` in one transaction; when the connection turns out to be dead (the server restarted, a
+    proxy dropped it), once more on a fresh one. The pool is invalidated by then, so the retry connects anew.
+
+    With ``retry_commit=False`` a disconnect during the commit itself is raised, not retried: the commit may
+    have happened (the intake must then answer that it does not know, rather than store a message twice).
+    """
+    for attempt in (1, 2):
+        committing = False
+        try:
+            with engine.begin() as conn:
+                result = work(conn)
+                committing = True
+            return result
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated or (committing and not retry_commit):
+                raise
+            log.warning("database connection lost (%s); retrying the transaction on a new connection",
+                        type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+    raise AssertionError("unreachable")
 
 
 def _create(url: URL, **options: Any) -> Engine:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -105,6 +106,9 @@ class Message(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    waiting_on: Mapped[str | None] = mapped_column(
+        String(100), comment="retry_wait: the target whose open circuit it waits for; released when it closes"
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
     previous_version_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("messages.id"), comment="the message this one corrects (edit-before-resubmit)"
@@ -127,6 +131,8 @@ class Message(Base):
         Index("ix_messages_case_id", "case_id"),
         Index("ix_messages_previous_version_id", "previous_version_id"),
         Index("ix_messages_status_updated_at", "status", "updated_at"),  # retention finds ended messages by age
+        Index("ix_messages_waiting_on", "waiting_on", postgresql_where=text("waiting_on IS NOT NULL"),
+              sqlite_where=text("waiting_on IS NOT NULL")),
     )
 
 

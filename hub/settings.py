@@ -126,6 +126,16 @@ class ApiConfig(_Model):
     max_header_bytes: int = Field(
         32 * 1024, ge=4096, description="all request header names and values together; more: 431"
     )
+    group_commit_max: int = Field(
+        64, ge=1, le=1000,
+        description="intake requests stored together in one transaction at most (group commit: the requests "
+        "that arrive while a commit is in flight are written by the next one; each answers after its commit)",
+    )
+    group_commit_wait_ms: float = Field(
+        0.0, ge=0, le=50,
+        description="how long a group waits for more requests before it commits; 0: no waiting, the groups form "
+        "by themselves under load",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -170,7 +180,18 @@ class LimitsConfig(_Model):
 
 class WorkerConfig(_Model):
     lease_seconds: float = Field(60.0, gt=0, description="how long a claim is valid without renewal")
-    poll_interval_seconds: float = Field(1.0, gt=0, description="sleep between empty polls (never in an attempt)")
+    poll_interval_seconds: float = Field(
+        1.0, gt=0,
+        description="sleep between empty polls (never in an attempt); a worker also wakes on new work: in the "
+        "same process at once, on PostgreSQL through LISTEN/NOTIFY (`listen`)",
+    )
+    batch_size: int = Field(
+        32, ge=1, le=1000,
+        description="messages claimed and processed together; their results are written in one transaction",
+    )
+    listen: bool = Field(
+        True, description="on PostgreSQL, wake on the intake's NOTIFY instead of waiting for the next poll"
+    )
     embedded: bool = Field(True, description="`xhub serve` runs a worker thread beside the API")
 
 

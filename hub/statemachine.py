@@ -61,10 +61,12 @@ __all__ = [
     "IllegalTransition",
     "Status",
     "Transition",
+    "allowed_from",
     "move_delivery",
     "note",
     "record_event",
     "transition",
+    "transition_values",
 ]
 
 
@@ -144,6 +146,7 @@ class Transition:
     release_lease: bool = False
     last_error: str | None = None
     fields: Mapping[str, Any] | None = None  # detected standard, route name, header ids... (FIELDS)
+    waiting_on: str | None = None  # retry_wait only: parked until this target's open circuit closes
 
     def __post_init__(self) -> None:
         if self.fields is None:
@@ -153,6 +156,39 @@ class Transition:
             raise ValueError(f"a transition cannot set {', '.join(sorted(refused))} through fields; only "
                              f"{', '.join(sorted(FIELDS))} (status, lease and retry bookkeeping go through the guard)")
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+
+def allowed_from(to: Status, from_statuses: Iterable[Status] | None = None) -> frozenset[Status]:
+    """The statuses ``to`` may be reached from, narrowed by ``from_statuses`` (which must be a subset)."""
+    allowed = TRANSITIONS[to]
+    if from_statuses is not None:
+        narrowed = frozenset(from_statuses)
+        if not narrowed <= allowed:
+            raise ValueError(f"{sorted(narrowed - allowed)} → {to} is not a transition of the state machine")
+        allowed = narrowed
+    return allowed
+
+
+def transition_values(to: Status, change: Transition, now: datetime) -> dict[str, Any]:
+    """The message columns a transition to ``to`` sets (the batch path of :mod:`hub.journal` uses them too)."""
+    values: dict[str, Any] = {"status": to.value, "updated_at": now}
+    if change.next_attempt_at is not None:
+        values["next_attempt_at"] = change.next_attempt_at
+    if change.attempts is not None:
+        values["attempts"] = change.attempts
+    if change.resume_status is not None:
+        values["resume_status"] = change.resume_status.value
+    if change.release_lease or to in TERMINAL:
+        values["lease_owner"] = None
+        values["lease_expires_at"] = None
+    if change.last_error is not None:
+        values["last_error"] = change.last_error
+    if change.fields:
+        values.update(change.fields)
+    if change.waiting_on is not None and to is not Status.RETRY_WAIT:
+        raise ValueError("only a message in retry_wait waits on a target's circuit")
+    values["waiting_on"] = change.waiting_on  # every other move ends the wait
+    return values
 
 
 def transition(
@@ -170,27 +206,9 @@ def transition(
     ``from_statuses`` narrows the allowed origins further (it must be a subset of ``TRANSITIONS[to]``);
     ``lease_owner`` makes the update a fenced one: it only applies while that worker holds the lease.
     """
-    allowed = TRANSITIONS[to]
-    if from_statuses is not None:
-        narrowed = frozenset(from_statuses)
-        if not narrowed <= allowed:
-            raise ValueError(f"{sorted(narrowed - allowed)} → {to} is not a transition of the state machine")
-        allowed = narrowed
+    allowed = allowed_from(to, from_statuses)
     now = utcnow()
-    values: dict[str, Any] = {"status": to.value, "updated_at": now}
-    if change.next_attempt_at is not None:
-        values["next_attempt_at"] = change.next_attempt_at
-    if change.attempts is not None:
-        values["attempts"] = change.attempts
-    if change.resume_status is not None:
-        values["resume_status"] = change.resume_status.value
-    if change.release_lease or to in TERMINAL:
-        values["lease_owner"] = None
-        values["lease_expires_at"] = None
-    if change.last_error is not None:
-        values["last_error"] = change.last_error
-    if change.fields:
-        values.update(change.fields)
+    values = transition_values(to, change, now)
 
     stmt = (
         update(Message)

@@ -9,26 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from hub import sealing
 from hub.blobs import BlobStore
+from hub.db import transaction
 from hub.models import Delivery, DeliveryStatus, Event, Message, MessagePart, utcnow
 from hub.statemachine import Status, record_event
+from hub.wakeup import notify
 
 __all__ = [
     "ExternalIdKnown",
+    "GroupCommit",
     "IdempotencyConflict",
     "NewMessage",
     "Part",
@@ -110,25 +119,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
     message_id = uuid.uuid4()
     rows = [_part_row(engine, message_id, i, p, blobs, digest if i == 0 else None)
             for i, p in enumerate(new.parts)]  # files durable first
-    values: dict[str, Any] = {
-        "id": message_id,
-        "tenant": new.tenant,
-        "channel": new.channel,
-        "sender": new.sender,
-        "idempotency_key": new.idempotency_key,
-        "sender_reference": sealing.seal_text(engine, new.sender_reference, message_id, "sender_reference"),
-        "content_type": new.parts[0].content_type,
-        "payload_size": len(body),
-        "payload_sha256": digest,
-        "status": Status.RECEIVED.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "attributes": new.attributes or None,
-        "external_id": new.external_id,
-        "case_id": new.case_id,
-        "created_at": now,
-        "updated_at": now,
-    }
+    values = _message_values(engine, new, message_id, digest, now)
     try:
         with engine.begin() as conn:
             conn.execute(insert(Message).values(**values))
@@ -136,6 +127,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
             record_event(conn, message_id, actor=actor, kind="transition", from_status=None,
                          to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
                          detail={"size": len(body), "sha256": digest, "parts": len(new.parts)}, at=now)
+            notify(conn)
     except IntegrityError:
         if new.external_id is not None and _first(engine, select(Message.id).where(
                 Message.channel == new.channel, Message.external_id == new.external_id)) is not None:
@@ -148,7 +140,201 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
     return Message(**{**values, "sender_reference": new.sender_reference}), True
 
 
-def _part_row(engine: Engine, message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
+@dataclass
+class _Pending:
+    new: NewMessage
+    actor: str
+    future: Future[tuple[Message, bool]]
+
+
+class GroupCommit:
+    """Stores the messages of concurrent intake requests together: one transaction, one commit (one WAL
+    flush) for a group, with multi-row inserts, and a ``NOTIFY`` to the workers in it.
+
+    A request hands its message to :meth:`submit` and waits for its future; one thread writes the groups.
+    A group is whatever arrived while the previous commit was in flight (up to ``max_group``; with
+    ``wait_seconds`` it also waits that long for more). Each request is answered only after its group's
+    commit, from the values written (no read-back), exactly as :func:`accept` answers:
+
+    * an idempotency key used before (in an earlier group or in the same one) replays the first message,
+      or raises :class:`IdempotencyConflict`; an external id known on its channel raises
+      :class:`ExternalIdKnown`: the inserts skip conflicting rows (``ON CONFLICT DO NOTHING``), so one
+      repeat does not fail its group;
+    * when the database is unavailable, every request of the group gets that error (nothing was stored;
+      when the commit itself failed, it is not retried: the sender is told it may have been stored);
+    * any other error of the group (one message the database refuses) is sorted out by storing each of the
+      group's messages on its own with :func:`accept`, so that each request gets its own, truthful answer.
+    """
+
+    def __init__(self, engine: Engine, *, max_group: int = 64, wait_seconds: float = 0.0) -> None:
+        self.engine = engine
+        self.max_group = max_group
+        self.wait_seconds = wait_seconds
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.groups = 0  # committed groups (for benchmarks and tests)
+
+    def submit(self, new: NewMessage, *, actor: str) -> Future[tuple[Message, bool]]:
+        """Queue ``new`` for the next group; the future holds what :func:`accept` would return or raise."""
+        if any(p.file is not None for p in new.parts):
+            raise ValueError("the group commit stores parts given as bytes; use accept() with a blob store")
+        future: Future[tuple[Message, bool]] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the intake's group commit is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="xhub-group-commit", daemon=True)
+                self._thread.start()
+            self._queue.put(_Pending(new, actor, future))
+        return future
+
+    def accept(self, new: NewMessage, *, actor: str) -> tuple[Message, bool]:
+        """:func:`accept`, committed with the group (blocking)."""
+        return self.submit(new, actor=actor).result()
+
+    def close(self) -> None:
+        """Write what was submitted, then stop the writer thread."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            deadline = time.monotonic() + self.wait_seconds
+            stop = False
+            while len(group) < self.max_group:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[_Pending]) -> None:
+        try:
+            outcomes = transaction(self.engine, lambda conn: _store_group(conn, group), retry_commit=False)
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:  # the database is away: nobody was stored
+            for pending in group:
+                pending.future.set_exception(exc)
+            return
+        except Exception as failed:
+            if len(group) == 1:
+                outcomes = [failed]
+            else:  # one of them, but which: each on its own, each with its own answer
+                outcomes = []
+                for pending in group:
+                    try:
+                        outcomes.append(accept(self.engine, pending.new, actor=pending.actor))
+                    except Exception as alone:
+                        outcomes.append(alone)
+        else:
+            self.groups += 1
+        for pending, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+
+def _store_group(conn: Connection, group: list[_Pending]) -> list[tuple[Message, bool] | Exception]:
+    """Insert the group's messages (skipping conflicts), their parts and first events; then sort out the
+    conflicts: replays, reused keys, known external ids."""
+    now = utcnow()
+    outcomes: list[tuple[Message, bool] | Exception | None] = []
+    rows: list[dict[str, Any]] = []
+    for pending in group:
+        new = pending.new
+        if not new.parts or new.parts[0].role != "payload" or new.parts[0].body is None:
+            outcomes.append(ValueError("the first part of a message must be its payload, as bytes"))
+            continue
+        values = _message_values(conn, new, uuid.uuid4(), hashlib.sha256(new.parts[0].body).hexdigest(), now)
+        rows.append(values)
+        outcomes.append(None)
+    inserted: set[uuid.UUID] = set()
+    if rows:
+        insert_ = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+        stmt = insert_(Message).on_conflict_do_nothing().returning(Message.id)
+        inserted = {row.id for row in conn.execute(stmt, rows)}
+    parts, events = [], []
+    stored = iter(rows)
+    for i, pending in enumerate(group):
+        if outcomes[i] is not None:
+            continue
+        values = next(stored)
+        new, message_id, digest = pending.new, values["id"], values["payload_sha256"]
+        if message_id not in inserted:
+            outcomes[i] = _conflict(conn, new, digest)
+            continue
+        parts += [_part_row(conn, message_id, n, p, None, digest if n == 0 else None)
+                  for n, p in enumerate(new.parts)]
+        events.append({"message_id": message_id, "at": now, "kind": "transition", "actor": pending.actor,
+                       "from_status": None, "to_status": Status.RECEIVED.value,
+                       "reason": f"accepted on channel {new.channel}",
+                       "detail": {"size": values["payload_size"], "sha256": digest, "parts": len(new.parts)}})
+        outcomes[i] = (Message(**{**values, "sender_reference": new.sender_reference}), True)
+    if parts:
+        conn.execute(insert(MessagePart), parts)
+        conn.execute(insert(Event), events)
+        notify(conn)
+    return [o if o is not None else RuntimeError("not stored") for o in outcomes]
+
+
+def _conflict(conn: Connection, new: NewMessage, digest: str) -> tuple[Message, bool] | Exception:
+    """What a row the insert skipped collided with (an earlier message, possibly of the same group)."""
+    if new.idempotency_key is not None:
+        existing = _by_idempotency_key(conn, new)
+        if existing is not None:
+            try:
+                return _replay(existing, digest), False
+            except IdempotencyConflict as exc:
+                return exc
+    if new.external_id is not None:
+        return ExternalIdKnown(new.external_id)
+    return RuntimeError("the message was not stored: it collided with a stored one on a unique key")
+
+
+def _message_values(bind: Engine | Connection, new: NewMessage, message_id: uuid.UUID, digest: str,
+                    now: datetime) -> dict[str, Any]:
+    """The row of a new message; its sender reference sealed (:mod:`hub.sealing`)."""
+    body = new.parts[0].body
+    assert body is not None
+    return {
+        "id": message_id,
+        "tenant": new.tenant,
+        "channel": new.channel,
+        "sender": new.sender,
+        "idempotency_key": new.idempotency_key,
+        "sender_reference": sealing.seal_text(bind, new.sender_reference, message_id, "sender_reference"),
+        "content_type": new.parts[0].content_type,
+        "payload_size": len(body),
+        "payload_sha256": digest,
+        "status": Status.RECEIVED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "attributes": new.attributes or None,
+        "external_id": new.external_id,
+        "case_id": new.case_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _part_row(engine: Engine | Connection, message_id: uuid.UUID, part_no: int, part: Part, blobs: BlobStore | None,
               digest: str | None) -> dict[str, Any]:
     """The row of one part: its bytes sealed (:mod:`hub.sealing`) when the engine has a keyring."""
     row: dict[str, Any] = {"message_id": message_id, "part_no": part_no, "role": part.role, "name": part.name,
@@ -213,16 +399,16 @@ def _plain_copy(conn: Connection, part: MessagePart, blobs: BlobStore) -> Path:
     return Path(name)
 
 
-def _by_idempotency_key(engine: Engine, new: NewMessage) -> Message | None:
+def _by_idempotency_key(bind: Engine | Connection, new: NewMessage) -> Message | None:
     message: Message | None = _first(
-        engine,
+        bind,
         select(Message).where(
             Message.tenant == new.tenant,
             Message.sender == new.sender,
             Message.idempotency_key == new.idempotency_key,
         ),
     )
-    return None if message is None else _opened(engine, message)
+    return None if message is None else _opened(bind, message)
 
 
 def _replay(existing: Message, digest: str) -> Message:

@@ -1,11 +1,17 @@
-"""The worker loop: claim a due message, run it through the pipeline, repeat.
+"""The worker loop: claim a batch of due messages, run it through the pipeline, write the results, repeat.
 
 Any number of workers (threads in ``xhub serve``, processes from ``xhub worker``, on any number of
 machines sharing one PostgreSQL) can run at once; :mod:`hub.queue` guarantees one owner per message.
-The loop sleeps only when nothing is due, never inside an attempt.
+The loop sleeps only when nothing is due, never inside an attempt; it wakes early when told there is
+new work (the intake in the same process, or a PostgreSQL ``NOTIFY``, see :mod:`hub.wakeup`).
 
-Shutdown: the first SIGTERM/SIGINT lets the current message finish, then the worker exits; a second one
-interrupts it, and the lease is handed back so another worker continues at once.
+One batch is two transactions: the claim (``worker.batch_size`` messages with their parts and deliveries,
+and the target breakers, :func:`hub.queue.claim_batch`) and the results (:mod:`hub.journal`); see
+docs/throughput.md.
+
+Shutdown: the first SIGTERM/SIGINT lets the current message finish and its batch's results be written (the
+rest of the batch is handed back unprocessed), then the worker exits; a second one interrupts it, and the
+leases are handed back so another worker continues at once.
 
 Isolation: an exception that escapes the pipeline for one message (a bug, ``RecursionError``,
 ``MemoryError``, an encoder refusing a character, …) is recorded on that message as a failed attempt with
@@ -26,14 +32,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import queue, store
+from hub.db import is_postgres, transaction
 from hub.models import Message, utcnow
 from hub.pipeline.runner import LeaseLost, Runner
 from hub.ports import AdapterFactory, Channels
@@ -42,7 +49,8 @@ from hub.routing import RuleHolder
 from hub.settings import Settings
 from hub.statemachine import TERMINAL, IllegalTransition, Status, Transition, note, transition
 from hub.supervisor import HEARTBEAT_SECONDS, Heartbeats, Supervisor, describe
-from hub.targets import TargetGate
+from hub.targets import TargetGate, release_waiting
+from hub.wakeup import Listener
 
 __all__ = ["Worker", "install_signal_handlers", "worker_id"]
 
@@ -50,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: the database is unreachable or overloaded: nobody's fault but the infrastructure's
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+#: how often an idle worker looks for messages parked on a circuit that closed without releasing them
+TIDY_SECONDS = 30.0
 
 
 def worker_id() -> str:
@@ -72,46 +82,78 @@ class Worker:
         if self.rules is None:
             self.rules = RuleHolder(self.config)
         self.runner = Runner(self.config, self.engine, self.owner, self.rules, build_adapter=self.build_adapter,
-                             channels=self.channels)
+                             channels=self.channels, stop=self.stop)
         self.lease = timedelta(seconds=self.config.worker.lease_seconds)
         self.supervisor = Supervisor("worker", stop=self.stop, heartbeats=Heartbeats(self.engine),
                                      loop_id=f"worker@{self.owner}")
         self._unreleased: set[uuid.UUID] = set()  # leases to hand back once the database answers again
+        self._max_messages: int | None = None
+        self._tidy_due = 0.0
 
     def run_once(self) -> bool:
-        """Claim and process one message. ``False`` when nothing was due."""
+        """Claim a batch of due messages and process it. ``False`` when nothing was due."""
         self._release_left_over()
-        claim = queue.claim_next(self.engine, self.owner, self.lease)
-        if claim is None:
-            return False
+        gate = self.runner.gate
+        limit = self.config.worker.batch_size
+        if self._max_messages is not None:
+            limit = max(1, min(limit, self._max_messages - self.processed))
+
+        def claim(conn: Connection) -> list[queue.Claimed]:
+            probes = gate.begin(conn, self.config.targets)
+            return queue.claim_batch(conn, self.owner, self.lease, limit, probes)
+
         try:
-            with _Heartbeat(self.engine, claim.message_id, self.owner, self.lease, self.supervisor.beat,
-                            self.runner.gate):
-                status = self.runner.process(claim.message_id)
-            log.info("message %s → %s", claim.message_id, status, extra={"message_id": str(claim.message_id)})
-        except LeaseLost as exc:
-            log.warning("%s", exc)
+            claimed = transaction(self.engine, claim)
+        except BaseException:
+            gate.end()
+            raise
+        if not claimed:
+            gate.end()
+            return False
+        ids = [c.message.id for c in claimed]
+        self.runner.leases = {c.message.id: c.lease_expires_at for c in claimed}
+        outcomes: dict[uuid.UUID, Status | Exception] = {}
+        try:
+            with _Heartbeat(self.engine, ids, self.owner, self.lease, self.supervisor.beat, gate, self.runner.leases):
+                outcomes = self.runner.process_batch(claimed)
         except DATABASE_DOWN:
-            raise  # not this message's fault: the loop waits, the message keeps its place
-        except Exception as exc:  # this message only: recorded on it with its cause, the loop goes on
-            self._contain(claim.message_id, exc)
+            raise  # not these messages' fault: the loop waits, the messages keep their place
+        except Exception as exc:  # a bug outside the stages: recorded on each message of the batch, the loop goes on
+            outcomes = {mid: exc for mid in ids if mid not in outcomes}
         finally:
-            # A no-op when the pipeline already released the lease (terminal status or retry_wait). When the
-            # database is away, the release is tried again once it is back, so the message does not wait for
-            # its lease to expire.
-            self._unreleased.add(claim.message_id)
+            for message_id, outcome in outcomes.items():
+                if isinstance(outcome, LeaseLost):
+                    log.warning("%s", outcome)
+                elif isinstance(outcome, Exception):
+                    self._contain(message_id, outcome)
+                else:
+                    log.info("message %s → %s", message_id, outcome, extra={"message_id": str(message_id)})
+            # Finished messages gave their lease back with their results; the rest (interrupted, failed, lost)
+            # is handed back now, or once the database answers again, so nobody waits for the leases to expire.
+            self._unreleased.update(mid for mid in ids if not isinstance(outcomes.get(mid), Status))
             self._release_left_over()
-        self.processed += 1
+        self.processed += len(claimed)
         return True
 
     def _release_left_over(self) -> None:
-        for message_id in list(self._unreleased):
-            try:
-                with self.engine.begin() as conn:
-                    queue.release(conn, message_id, self.owner)
-            except DATABASE_DOWN:
-                return
-            self._unreleased.discard(message_id)
+        if not self._unreleased:
+            return
+        try:
+            with self.engine.begin() as conn:
+                queue.release_batch(conn, sorted(self._unreleased), self.owner)
+        except DATABASE_DOWN:
+            return
+        self._unreleased.clear()
+
+    def _tidy(self) -> None:
+        """Now and then, when idle: release messages still parked on a circuit that closed by other means."""
+        if time.monotonic() < self._tidy_due:
+            return
+        self._tidy_due = time.monotonic() + TIDY_SECONDS
+        with self.engine.begin() as conn:
+            released = release_waiting(conn)
+        if released:
+            log.info("released %d messages waiting on circuits that are closed", released)
 
     def _contain(self, message_id: uuid.UUID, exc: Exception) -> None:
         """Record an exception that escaped the pipeline as a failed attempt of this message: ``retry_wait``
@@ -165,9 +207,14 @@ class Worker:
         """Loop until :attr:`stop` is set (or, with ``exit_when_idle``, until nothing is due), under
         :attr:`supervisor`: restarted with backoff should the loop itself die."""
         log.info("worker %s started", self.owner)
+        self._max_messages = max_messages
+        listener = Listener(self.engine, self.wake).start() if self.config.worker.listen and is_postgres(
+            self.engine) else None
         try:
             self.supervisor.run(lambda: self._loop(exit_when_idle, max_messages))
         finally:
+            if listener is not None:
+                listener.close()
             self.runner.close()
         log.info("worker %s stopped after %d messages", self.owner, self.processed)
         return self.processed
@@ -189,28 +236,34 @@ class Worker:
             if not busy:
                 if exit_when_idle and failures == 0:
                     break
+                if failures == 0:
+                    try:
+                        self._tidy()
+                    except DATABASE_DOWN as exc:
+                        log.warning("worker %s: could not release parked messages: %s", self.owner, describe(exc))
                 delay = self.config.worker.poll_interval_seconds * min(2**failures, 30)
                 self.wake.wait(delay)
                 self.wake.clear()
 
 
 class _Heartbeat:
-    """Renews the lease every third of its duration while a message is being processed, together with the
-    target concurrency slot of a call in flight (``slots``), and keeps the loop's heartbeat going meanwhile
-    (``beat``).
+    """Renews the leases of a batch every third of their duration while it is being processed (one update for
+    the whole batch), together with the target concurrency slots of the calls in flight (``slots``), and keeps
+    the loop's heartbeat going meanwhile (``beat``). Each renewal is noted in ``leases``, which the runner
+    consults before a visible step instead of asking the database.
 
     A delivery may legitimately take longer than a lease (a slow SOAP service); without this, another
     worker would take the message over, or call the target in its slot, while the first is still talking to
-    the target. If this process dies, the renewals stop and the lease and the slot expire as designed. Should
-    the message lease be lost, the slot is still renewed: the call in flight still occupies the target.
+    the target. If this process dies, the renewals stop and the leases and the slots expire as designed.
+    Should a message lease be lost, the slot is still renewed: the call in flight still occupies the target.
     """
 
-    def __init__(self, engine: Engine, message_id: uuid.UUID, owner: str, lease: timedelta,
-                 beat: Callable[[], None], slots: TargetGate) -> None:
-        self.engine, self.message_id, self.owner, self.lease, self.beat = engine, message_id, owner, lease, beat
-        self.slots = slots
+    def __init__(self, engine: Engine, message_ids: list[uuid.UUID], owner: str, lease: timedelta,
+                 beat: Callable[[], None], slots: TargetGate, leases: dict[uuid.UUID, datetime]) -> None:
+        self.engine, self.message_ids, self.owner, self.lease, self.beat = engine, message_ids, owner, lease, beat
+        self.slots, self.leases = slots, leases
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{message_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{message_ids[0]}", daemon=True)
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -221,30 +274,28 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        # the lease is renewed every third of its duration; the loop's heartbeat at least as often as it is due
+        # the leases are renewed every third of their duration; the loop's heartbeat at least as often as it is due
         renew_every = self.lease.total_seconds() / 3
         due = time.monotonic() + renew_every
-        leased = True
         while not self._done.wait(min(renew_every, HEARTBEAT_SECONDS)):
-            self.beat()  # the loop is alive, busy with one (long) message
+            self.beat()  # the loop is alive, busy with a (long) batch
             if time.monotonic() < due:  # a tick early at worst: renewed one tick later, well within the lease
                 continue
             due = time.monotonic() + renew_every
             try:
-                leased = self._renew(leased)
+                self._renew()
             except SQLAlchemyError as exc:  # this thread must not die: the runner's fenced steps stay safe
-                log.warning("lease renewal for %s failed: %s", self.message_id, describe(exc))
+                log.warning("lease renewal for a batch of %d failed: %s", len(self.message_ids), describe(exc))
 
-    def _renew(self, leased: bool) -> bool:
-        """One renewal, in one transaction. Returns whether the message lease is still held."""
+    def _renew(self) -> None:
+        """One renewal, in one transaction. Leases lost or given back are not renewed again."""
         with self.engine.begin() as conn:
-            # Once lost or released, the lease is not ours to renew again; the runner notices at its next
-            # fenced step.
-            leased = leased and queue.renew(conn, self.message_id, self.owner, self.lease)
+            renewed = queue.renew_batch(conn, self.message_ids, self.owner, self.lease)
             for target in self.slots.renew(conn):
                 log.warning("worker %s lost its concurrency slot for %s during a call (renewals failed for a "
                             "whole lease); the target may see one call more than its limit", self.owner, target)
-        return leased
+        self.message_ids = [m for m in self.message_ids if m in renewed]
+        self.leases.update(renewed)
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

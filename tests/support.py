@@ -77,8 +77,9 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> A
 
 
 def write_config(path: Path, db_url: str, target_url: str, *, lease_seconds: float = 30, extra: str = "",
-                 target_extra: str = "") -> Path:
-    """A hub.toml for worker subprocesses: one http target, one catch-all route."""
+                 target_extra: str = "", batch_size: int = 32) -> Path:
+    """A hub.toml for worker subprocesses: one http target, one catch-all route. A small ``batch_size`` spreads
+    a few messages over several workers."""
     path.write_text(
         f"""
 rules_dir = "{path.parent / 'rules'}"
@@ -90,6 +91,7 @@ auto_upgrade = false
 [worker]
 lease_seconds = {lease_seconds}
 poll_interval_seconds = 0.1
+batch_size = {batch_size}
 
 [retry]
 max_attempts = 5

@@ -1,8 +1,9 @@
 """``POST /api/v1/messages``: the REST intake for portals.
 
-The handler is async; database work runs in the thread pool and parsing on the intake's parse gate, never
-on the event loop. It answers ``202`` only after the message and its first event are committed, and always
-once they are (from what was written, without reading it back). The door's checks, limits and memory
+The handler is async; database work runs on the intake's group commit thread (:class:`hub.store.GroupCommit`:
+the requests that arrive together are stored in one transaction) and parsing on the intake's parse gate,
+never on the event loop. It answers ``202`` only after the message and its first event are committed, and
+always once they are (from what was written, without reading it back). The door's checks, limits and memory
 budget are in :mod:`channels.rest.door` and docs/security/intake.md.
 
 The composition root mounts :data:`router` with :func:`mount`, which keeps the route's :class:`Intake` on
@@ -11,6 +12,7 @@ the app; :meth:`Intake.close` ends the parse threads when the app stops.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from channels.rest.budget import MemoryBudget, ParseGate
 from channels.rest.door import check_payload, intake_headers, read_body
@@ -62,13 +63,17 @@ class Intake:
     wake: Waker = field(default_factory=Waker)
     budget: MemoryBudget = field(init=False)
     gate: ParseGate = field(init=False)
+    commits: store.GroupCommit = field(init=False)  # concurrent requests are stored in one transaction
 
     def __post_init__(self) -> None:
         self.budget = MemoryBudget(self.config.api.intake_memory_bytes)
         self.gate = ParseGate(self.config.api.intake_parse_threads)
+        self.commits = store.GroupCommit(self.engine, max_group=self.config.api.group_commit_max,
+                                         wait_seconds=self.config.api.group_commit_wait_ms / 1000)
 
     def close(self) -> None:
         self.gate.close()
+        self.commits.close()
 
 
 def mount(app: FastAPI, intake: Intake) -> None:
@@ -108,7 +113,7 @@ async def submit(request: Request, who: Auth, intake: Annotated[Intake, Depends(
                 attributes={**headers.attributes, **trace},
             )
             del body
-            message, created = await _accept(intake.engine, new, who, api.retry_after_seconds)
+            message, created = await _accept(intake.commits, new, who, api.retry_after_seconds)
             del new
     if created:
         metrics.record_status(message.status, tenant=message.tenant, channel=CHANNEL, route=None)
@@ -120,9 +125,10 @@ async def submit(request: Request, who: Auth, intake: Annotated[Intake, Depends(
     return JSONResponse(answer, status_code=202 if created else 200, headers={"Location": location, **replay})
 
 
-async def _accept(engine: Engine, new: store.NewMessage, who: Principal, retry_after: int) -> tuple[Message, bool]:
-    try:
-        return await run_in_threadpool(store.accept, engine, new, actor=f"sender:{who.name}")
+async def _accept(commits: store.GroupCommit, new: store.NewMessage, who: Principal,
+                  retry_after: int) -> tuple[Message, bool]:
+    try:  # stored with the requests arriving meanwhile, in one commit; answered after it
+        return await asyncio.wrap_future(commits.submit(new, actor=f"sender:{who.name}"))
     except store.IdempotencyConflict as exc:
         raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
                       f"this Idempotency-Key was already used for message {exc.existing_id} with a different "

@@ -54,6 +54,19 @@ def postgres_url(database: str) -> str | None:
     return normalise_url(base).set(database=database).render_as_string(hide_password=False)
 
 
+def proc_cpu(pids: list[int] | set[int]) -> float:
+    """CPU seconds (user + system) of these processes so far, from ``/proc/<pid>/stat`` (0 for a process gone,
+    or on a server that is not on this machine)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))

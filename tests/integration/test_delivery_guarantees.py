@@ -104,7 +104,9 @@ def test_concurrency_limit_holds_across_worker_processes(pg_url: str, tmp_path: 
     ids = accept_many(engine, 24)
     app, seen = _concurrency_probe()
     with running(app) as url:
-        config = write_config(tmp_path / "hub.toml", pg_url, f"{url}/cases", target_extra="max_concurrency = 2")
+        # batches of 1: the 24 messages are spread over the 4 workers, which then compete for the 2 slots
+        config = write_config(tmp_path / "hub.toml", pg_url, f"{url}/cases", target_extra="max_concurrency = 2",
+                              batch_size=1)
         procs = [subprocess.Popen(xhub(config, "worker", "--exit-when-idle")) for _ in range(4)]
         for p in procs:
             assert p.wait(timeout=240) == 0

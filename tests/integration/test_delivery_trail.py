@@ -16,7 +16,6 @@ from sqlalchemy import Engine, update
 
 from hub import store
 from hub.models import DeliveryStatus, Message, utcnow
-from hub.statemachine import DeliveryChange, move_delivery
 from sandbox.recorder import create_recorder
 from tests.support import accept_many, hub_config, running
 from xhub.runtime import make_worker
@@ -61,19 +60,19 @@ def test_one_delivery_event_per_attempt(engine: Engine, db_url: str, tmp_path: P
 
 def test_a_worker_that_lost_the_message_cannot_record_its_delivery(engine: Engine, db_url: str,
                                                                     tmp_path: Path) -> None:
-    """While the first worker is talking to the target, its lease is taken over and the new owner records the
-    delivery; the first worker's record is refused by the guard and it stops touching the message."""
+    """While the first worker is talking to the target, its lease is taken over by another worker; the first
+    worker's results (routed, the delivery, acknowledged) are refused by the lease guard when its batch is
+    written, and nothing of them is left: the new owner starts over and delivers with the same idempotency key."""
     (mid,) = accept_many(engine, 1)
     app = FastAPI()
+    keys = []
 
     @app.post("/cases")
     def cases(request: Request) -> JSONResponse:  # runs in a thread pool: a synchronous database write is fine
-        (row,) = store.deliveries(engine, mid)
+        keys.append(request.headers["idempotency-key"])
         with engine.begin() as conn:
             conn.execute(update(Message).where(Message.id == mid)
                          .values(lease_owner="worker-b", lease_expires_at=utcnow() + timedelta(hours=1)))
-            move_delivery(conn, row.id, DeliveryStatus.DELIVERED, DeliveryChange(reason="delivered by the new owner"),
-                          actor="worker:worker-b", from_statuses={DeliveryStatus.PENDING})
         return JSONResponse({"ok": True}, status_code=201)
 
     with running(app) as url:
@@ -82,10 +81,7 @@ def test_a_worker_that_lost_the_message_cannot_record_its_delivery(engine: Engin
         stale = make_worker(config, engine)
         stale.run(max_messages=1)
     message = store.get(engine, mid)
-    assert message is not None and (message.status, message.lease_owner) == ("routed", "worker-b")
-    assert _deliveries(engine, mid) == [("registry", "pending", "delivered", "worker:worker-b")]
-    (row,) = store.deliveries(engine, mid)
-    assert (row.status, row.attempts) == (DeliveryStatus.DELIVERED, 1)
-    *_, routed, delivered = store.events(engine, mid)  # nothing from the stale worker after it routed the message
-    assert (routed.actor, routed.to_status) == (f"worker:{stale.owner}", "routed")
-    assert (delivered.actor, delivered.kind) == ("worker:worker-b", "delivery")
+    assert message is not None and (message.status, message.lease_owner) == ("received", "worker-b")
+    assert keys == [f"xhub-{mid}-registry"]  # the key the new owner will send again
+    assert store.deliveries(engine, mid) == []
+    assert [e.actor for e in store.events(engine, mid)] == ["sender:portal"]  # nothing from the stale worker

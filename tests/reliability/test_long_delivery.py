@@ -60,7 +60,8 @@ def test_a_delivery_longer_than_the_lease_keeps_lease_and_slot(engine: Engine, d
     first_id, second_id = accept_many(engine, 2)
     app, seen = _slow_target()
     with running(app) as url:
-        config = hub_config(db_url, tmp_path, worker={"lease_seconds": LEASE, "poll_interval_seconds": 0.05},
+        config = hub_config(db_url, tmp_path, worker={"lease_seconds": LEASE, "poll_interval_seconds": 0.05,
+                                                      "batch_size": 1},  # one message for each worker
                             targets={"slow": {"adapter": "rest", "url": f"{url}/cases", "max_concurrency": 1}},
                             routes=[{"name": "all", "targets": ["slow"]}])
         first, second = make_worker(config, engine), make_worker(config, engine)

@@ -48,7 +48,9 @@ def test_expired_lease_is_taken_over_and_noted(engine: Engine) -> None:
     assert first is not None and first.previous_owner is None
     assert queue.claim_next(engine, "w2", LEASE) is None  # live lease
     with engine.begin() as conn:
-        conn.execute(update(Message).where(Message.id == mid).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        # the lease ran out: a claim moves next_attempt_at with the lease's expiry, so both are in the past now
+        past = utcnow() - timedelta(seconds=1)
+        conn.execute(update(Message).where(Message.id == mid).values(lease_expires_at=past, next_attempt_at=past))
     second = queue.claim_next(engine, "w2", LEASE)
     assert second is not None and second.previous_owner == "w1"
     assert store.get(engine, mid).lease_owner == "w2"  # type: ignore[union-attr]

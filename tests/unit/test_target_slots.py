@@ -96,8 +96,10 @@ def test_the_lease_heartbeat_renews_message_lease_and_slot_in_one_go(engine: Eng
     gate = TargetGate(engine, "w1", LEASE)
     gate.admit("dms", _config(tmp_path))
     _age(engine, 25)
-    heartbeat = _Heartbeat(engine, message.id, "w1", LEASE, lambda: None, gate)
-    assert heartbeat._renew(True)
+    leases: dict[object, object] = {}
+    heartbeat = _Heartbeat(engine, [message.id], "w1", LEASE, lambda: None, gate, leases)  # type: ignore[arg-type]
+    heartbeat._renew()
+    assert message.id in leases and heartbeat.message_ids == [message.id]
     held = store.get(engine, message.id)
     assert held is not None and held.lease_expires_at is not None and _slot(engine)[1] > utcnow() + LEASE * 0.9
     assert held.lease_expires_at > utcnow() + LEASE * 0.9
@@ -106,6 +108,7 @@ def test_the_lease_heartbeat_renews_message_lease_and_slot_in_one_go(engine: Eng
     with engine.begin() as conn:
         conn.execute(update(Message).where(Message.id == message.id).values(lease_owner="w2"))
     _age(engine, 25)
-    assert not heartbeat._renew(True)
-    assert not heartbeat._renew(False)
+    heartbeat._renew()
+    assert heartbeat.message_ids == []  # lost: never renewed again
+    heartbeat._renew()
     assert _slot(engine)[0] == "w1" and _slot(engine)[1] > utcnow() + LEASE * 0.9
