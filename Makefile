@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/cli_startup.py
 	$(BIN)/python scripts/bench/hub_vs_script.py
+	$(BIN)/python scripts/bench/encryption.py
 
 ## 10,000 messages under kills, a target outage and a PostgreSQL restart: nothing lost, duplicated or stuck.
 reliability: $(STAMP)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -188,25 +189,31 @@ class Keyring:
         self._lock = threading.Lock()
 
     # -- keys
-    def current_id(self) -> int:
-        """The id of the key new records are sealed with: the newest data key, made when there is none."""
+    def _reading(self, conn: Connection | None) -> contextlib.AbstractContextManager[Connection]:
+        """The caller's connection when it is in a transaction (sealing while a message is stored): a second
+        connection would wait, on SQLite, for the write lock that transaction holds."""
+        return contextlib.nullcontext(conn) if conn is not None else self.engine.connect()
+
+    def current_id(self, conn: Connection | None = None) -> int:
+        """The id of the key new records are sealed with: the newest data key, made when there is none (the
+        hub makes the first one when it starts, outside any transaction: :func:`xhub.runtime.install_keyring`)."""
         with self._lock:
             if self._current is not None and time.monotonic() - self._current[1] < _CACHE_SECONDS:
                 return self._current[0]
-        with self.engine.connect() as conn:
-            newest = conn.execute(select(func.max(DataKey.id))).scalar()
+        with self._reading(conn) as reader:
+            newest = reader.execute(select(func.max(DataKey.id))).scalar()
         key_id = int(newest) if newest is not None else self._create()
         with self._lock:
             self._current = (key_id, time.monotonic())
         return key_id
 
-    def key(self, key_id: int) -> AESGCM:
+    def key(self, key_id: int, conn: Connection | None = None) -> AESGCM:
         with self._lock:
             cached = self._keys.get(key_id)
         if cached is not None:
             return cached
-        with self.engine.connect() as conn:
-            row = conn.execute(select(DataKey.wrapped, DataKey.master).where(DataKey.id == key_id)).first()
+        with self._reading(conn) as reader:
+            row = reader.execute(select(DataKey.wrapped, DataKey.master).where(DataKey.id == key_id)).first()
         if row is None:
             raise KeyUnavailable(f"data key {key_id} is not in the database (data_keys); the record cannot be opened")
         wrapped, master = bytes(row[0]), str(row[1])
@@ -276,35 +283,37 @@ class Keyring:
         return key_id
 
     # -- records
-    def seal(self, data: bytes | bytearray, message_id: uuid.UUID, part_no: int) -> tuple[bytes, int]:
+    def seal(self, data: bytes | bytearray, message_id: uuid.UUID, part_no: int,
+             conn: Connection | None = None) -> tuple[bytes, int]:
         """``(sealed bytes, key id)`` for one part's body."""
-        key_id = self.current_id()
+        key_id = self.current_id(conn)
         nonce = os.urandom(12)
-        return RECORD_MAGIC + nonce + self.key(key_id).encrypt(nonce, bytes(data), part_aad(message_id, part_no,
+        return RECORD_MAGIC + nonce + self.key(key_id, conn).encrypt(nonce, bytes(data), part_aad(message_id, part_no,
                                                                                             key_id)), key_id
 
-    def open(self, sealed: bytes, message_id: uuid.UUID, part_no: int, key_id: int) -> bytes:
+    def open(self, sealed: bytes, message_id: uuid.UUID, part_no: int, key_id: int,
+             conn: Connection | None = None) -> bytes:
         if not sealed.startswith(RECORD_MAGIC) or len(sealed) < len(RECORD_MAGIC) + 12 + _TAG:
             raise Tampered(f"part {part_no} of message {message_id} is not a sealed record", detail={"part": part_no})
         nonce, body = sealed[4:16], sealed[16:]
         try:
-            return self.key(key_id).decrypt(nonce, body, part_aad(message_id, part_no, key_id))
+            return self.key(key_id, conn).decrypt(nonce, body, part_aad(message_id, part_no, key_id))
         except InvalidTag:
             raise Tampered(f"part {part_no} of message {message_id} does not authenticate (damaged, or not this "
                            "message's)", detail={"part": part_no}) from None
 
 
-    def seal_text(self, text: str, message_id: uuid.UUID, column: str) -> str:
-        key_id = self.current_id()
+    def seal_text(self, text: str, message_id: uuid.UUID, column: str, conn: Connection | None = None) -> str:
+        key_id = self.current_id(conn)
         nonce = os.urandom(12)
-        sealed = nonce + self.key(key_id).encrypt(nonce, text.encode(), _text_aad(message_id, column, key_id))
+        sealed = nonce + self.key(key_id, conn).encrypt(nonce, text.encode(), _text_aad(message_id, column, key_id))
         return f"{TEXT_PREFIX}{key_id}:{base64.urlsafe_b64encode(sealed).decode('ascii')}"
 
-    def open_text(self, value: str, message_id: uuid.UUID, column: str) -> str:
+    def open_text(self, value: str, message_id: uuid.UUID, column: str, conn: Connection | None = None) -> str:
         try:
             key_text, data = value[len(TEXT_PREFIX):].split(":", 1)
             key_id, raw = int(key_text), base64.urlsafe_b64decode(data)
-            return self.key(key_id).decrypt(raw[:12], raw[12:], _text_aad(message_id, column, key_id)).decode()
+            return self.key(key_id, conn).decrypt(raw[:12], raw[12:], _text_aad(message_id, column, key_id)).decode()
         except (ValueError, binascii.Error, InvalidTag):
             raise Tampered(f"{column} of message {message_id} does not authenticate (damaged, or not this "
                            "message's)") from None
@@ -340,13 +349,17 @@ def encrypted_data_exists(engine: Engine) -> bool:
         return conn.execute(select(DataKey.id).limit(1)).first() is not None
 
 
+def _conn(bind: Engine | Connection) -> Connection | None:
+    return bind if isinstance(bind, Connection) else None
+
+
 def seal_body(bind: Engine | Connection, data: bytes | bytearray, message_id: uuid.UUID,
               part_no: int) -> tuple[bytes | bytearray, int | None]:
     """What the store writes for a part's body: sealed with the engine's keyring, or plain without one."""
     keyring = keyring_of(bind)
     if keyring is None:
         return data, None
-    return keyring.seal(data, message_id, part_no)
+    return keyring.seal(data, message_id, part_no, _conn(bind))
 
 
 def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
@@ -357,7 +370,7 @@ def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
     if keyring is None:
         raise KeyUnavailable(f"part {part.part_no} of message {part.message_id} is encrypted, but no master key is "
                              "configured ([storage] master_key_file or XHUB_MASTER_KEY)")
-    part.body = keyring.open(bytes(part.body), part.message_id, part.part_no, part.key_id)
+    part.body = keyring.open(bytes(part.body), part.message_id, part.part_no, part.key_id, _conn(bind))
     return part
 
 
@@ -377,7 +390,7 @@ def seal_text(bind: Engine | Connection, text: str | None, message_id: uuid.UUID
     keyring = keyring_of(bind)
     if text is None or keyring is None:
         return text
-    return keyring.seal_text(text, message_id, column)
+    return keyring.seal_text(text, message_id, column, _conn(bind))
 
 
 def open_text(bind: Engine | Connection, value: str | None, message_id: uuid.UUID, column: str) -> str | None:
@@ -390,7 +403,7 @@ def open_text(bind: Engine | Connection, value: str | None, message_id: uuid.UUI
     if keyring is None:
         return NO_KEY_TEXT
     try:
-        return keyring.open_text(value, message_id, column)
+        return keyring.open_text(value, message_id, column, _conn(bind))
     except Tampered as exc:  # a reference is shown, not processed: say so, and let the message go on
         log.error("%s", exc)
         return DAMAGED_TEXT

@@ -98,6 +98,10 @@ def install_keyring(config: HubConfig, engine: Engine, env: dict[str, str] | Non
         return None
     keyring = sealing.Keyring(engine, master)
     keyring.check()
+    if not reading_only:
+        # The first data key is made now, outside any transaction: made while sealing inside one (the intake's
+        # group commit), it would wait on SQLite for the write lock its own thread holds.
+        keyring.current_id()
     sealing.install(engine, keyring)
     return keyring
 

@@ -199,7 +199,7 @@ def test_group_commit_one_refused_message_does_not_sink_the_others(pg_url: str) 
     group = store.GroupCommit(engine, max_group=50, wait_seconds=0.2)
     good = _group_messages(4)
     bad = store.NewMessage("memmingen", "rest", "portal", [store.Part("payload", "application/xml", b"<a/>")],
-                           sender_reference="x" * 300)  # longer than the column: PostgreSQL refuses the row
+                           case_id="x" * 300)  # longer than the column: PostgreSQL refuses the row
     futures = [group.submit(m, actor="sender:portal") for m in [*good[:2], bad, *good[2:]]]
     results = [f.exception() or f.result() for f in futures]
     group.close()
