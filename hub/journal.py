@@ -40,6 +40,7 @@ from hub.statemachine import (
     Status,
     Transition,
     allowed_from,
+    event_row,
     transition_values,
 )
 
@@ -161,9 +162,8 @@ class Journal:
 
     def _event(self, entry: Entry, *, kind: str, from_status: str | None, to_status: str | None, reason: str,
                detail: dict[str, Any] | None, at: datetime | None = None) -> None:
-        entry.events.append({"message_id": entry.message.id, "at": at or utcnow(), "kind": kind, "actor": self.actor,
-                             "from_status": from_status, "to_status": to_status, "reason": reason,
-                             "detail": detail})
+        entry.events.append(event_row(entry.message.id, actor=self.actor, kind=kind, from_status=from_status,
+                                      to_status=to_status, reason=reason, detail=detail, at=at))
 
     # -- writing
     def flush(self, conn: Connection) -> None:

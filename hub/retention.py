@@ -32,18 +32,13 @@ from hub.models import Message, MessagePart, utcnow
 from hub.settings import RetentionConfig, RetentionPeriods
 from hub.statemachine import IllegalTransition, Status, Transition, transition
 
-__all__ = ["OUTCOMES", "Candidate", "Policy", "PurgeReport", "purge", "purge_batch", "report_purged"]
+__all__ = ["OUTCOMES", "Candidate", "Policy", "PurgeReport", "purge", "purge_batch"]
 
 log = logging.getLogger(__name__)
 
 #: The end states whose payloads retention removes, and the name of their period in ``[retention]``.
 OUTCOMES: dict[Status, str] = {Status.ACKNOWLEDGED: "delivered", Status.REJECTED: "rejected", Status.DEAD: "dead"}
 _SCAN_PAGE = 500
-
-
-def report_purged(count: int) -> None:
-    """Count a committed batch of purged messages in the metrics (``xhub_purged_messages_total``)."""
-    metrics.record_purged(count)
 
 
 class Policy:
@@ -195,7 +190,7 @@ def purge_batch(engine: Engine, policy: Policy, blobs: BlobStore | None, *, acto
         for message_id in report.ids:  # message whose parts are gone from under it
             report.blobs += blobs.remove(message_id)
     if report.total:
-        report_purged(report.total)
+        metrics.record_purged(report.total)
         log.info("retention: %s", report)
     return report
 

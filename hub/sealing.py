@@ -363,7 +363,8 @@ def seal_body(bind: Engine | Connection, data: bytes | bytearray, message_id: uu
 
 
 def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
-    """``part`` with its body opened (in place; the entities the store returns are detached snapshots)."""
+    """``part`` with its body opened (in place; the entities the store returns are detached snapshots) and marked
+    plain (``key_id`` None), so that opening it again changes nothing."""
     if part.key_id is None or part.body is None:
         return part
     keyring = keyring_of(bind)
@@ -371,6 +372,7 @@ def open_part(bind: Engine | Connection, part: MessagePart) -> MessagePart:
         raise KeyUnavailable(f"part {part.part_no} of message {part.message_id} is encrypted, but no master key is "
                              "configured ([storage] master_key_file or XHUB_MASTER_KEY)")
     part.body = keyring.open(bytes(part.body), part.message_id, part.part_no, part.key_id, _conn(bind))
+    part.key_id = None
     return part
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "Status",
     "Transition",
     "allowed_from",
+    "event_row",
     "move_delivery",
     "note",
     "record_event",
@@ -336,7 +337,22 @@ def record_event(
     at: datetime | None = None,
 ) -> None:
     """Append one row to the trail. Status changes go through :func:`transition`, which calls this."""
-    conn.execute(
-        insert(Event).values(message_id=message_id, at=at or utcnow(), kind=kind, actor=actor,
-                             from_status=from_status, to_status=to_status, reason=reason, detail=detail)
-    )
+    conn.execute(insert(Event).values(**event_row(message_id, actor=actor, kind=kind, from_status=from_status,
+                                                  to_status=to_status, reason=reason, detail=detail, at=at)))
+
+
+def event_row(
+    message_id: uuid.UUID,
+    *,
+    actor: str,
+    kind: str,
+    from_status: str | None,
+    to_status: str | None,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one row of the trail, for :func:`record_event` and for multi-row inserts (a batch's
+    journal, the intake's group commit)."""
+    return {"message_id": message_id, "at": at or utcnow(), "kind": kind, "actor": actor,
+            "from_status": from_status, "to_status": to_status, "reason": reason, "detail": detail}

@@ -32,7 +32,7 @@ from hub import sealing
 from hub.blobs import BlobStore
 from hub.db import transaction
 from hub.models import Delivery, DeliveryStatus, Event, Message, MessagePart, utcnow
-from hub.statemachine import Status, record_event
+from hub.statemachine import Status, event_row, record_event
 from hub.wakeup import notify
 
 __all__ = [
@@ -124,9 +124,7 @@ def accept(engine: Engine, new: NewMessage, *, actor: str, blobs: BlobStore | No
         with engine.begin() as conn:
             conn.execute(insert(Message).values(**values))
             conn.execute(insert(MessagePart), rows)
-            record_event(conn, message_id, actor=actor, kind="transition", from_status=None,
-                         to_status=Status.RECEIVED.value, reason=f"accepted on channel {new.channel}",
-                         detail={"size": len(body), "sha256": digest, "parts": len(new.parts)}, at=now)
+            conn.execute(insert(Event).values(**_accepted(values, new, actor)))
             notify(conn)
     except IntegrityError:
         if new.external_id is not None and _first(engine, select(Message.id).where(
@@ -282,16 +280,21 @@ def _store_group(conn: Connection, group: list[_Pending]) -> list[tuple[Message,
             continue
         parts += [_part_row(conn, message_id, n, p, None, digest if n == 0 else None)
                   for n, p in enumerate(new.parts)]
-        events.append({"message_id": message_id, "at": now, "kind": "transition", "actor": pending.actor,
-                       "from_status": None, "to_status": Status.RECEIVED.value,
-                       "reason": f"accepted on channel {new.channel}",
-                       "detail": {"size": values["payload_size"], "sha256": digest, "parts": len(new.parts)}})
+        events.append(_accepted(values, new, pending.actor))
         outcomes[i] = (Message(**{**values, "sender_reference": new.sender_reference}), True)
     if parts:
         conn.execute(insert(MessagePart), parts)
         conn.execute(insert(Event), events)
         notify(conn)
     return [o if o is not None else RuntimeError("not stored") for o in outcomes]
+
+
+def _accepted(values: dict[str, Any], new: NewMessage, actor: str) -> dict[str, Any]:
+    """The first event of a new message (its row's ``values``), as :func:`accept` and the group commit write it."""
+    return event_row(values["id"], actor=actor, kind="transition", from_status=None, to_status=Status.RECEIVED.value,
+                     reason=f"accepted on channel {new.channel}", at=values["created_at"],
+                     detail={"size": values["payload_size"], "sha256": values["payload_sha256"],
+                             "parts": len(new.parts)})
 
 
 def _conflict(conn: Connection, new: NewMessage, digest: str) -> tuple[Message, bool] | Exception:

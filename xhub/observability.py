@@ -9,7 +9,7 @@ folds the files of processes that are gone into one archive file per type and re
 counters never go down (a false reset would make ``rate()`` jump) and the folder does not grow with every
 restarted worker. A process that ends marks itself dead (``mark_process_dead``, for live gauges).
 What the database knows is read at scrape time by :class:`hub.metrics_store.StoreCollector`.
-Logs: :mod:`xhub.logsetup` (its names are re-exported here).
+Logs: :mod:`xhub.logsetup`.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from hub import metrics
 from hub.metrics_store import StoreCollector
 from xhub.config import HubConfig, MetricsConfig
-from xhub.logsetup import LogFormat, default_format, setup_logging
 
-__all__ = ["ENV", "LogFormat", "MetricsEndpoint", "default_format", "setup_logging", "setup_metrics"]
+__all__ = ["ENV", "MetricsEndpoint", "setup_metrics"]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DB_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")  # <type>_<pid>.db, gauge_<mode>_<pid>.db

@@ -72,7 +72,6 @@ class _Run:
     parts: list[MessagePart] | None = None  # None: loaded when a stage asks
     deliveries: list[Delivery] | None = None
     lease_until: datetime | None = None  # None: unknown, ask the database before a visible step
-    opened: bool = False  # the parts' bodies opened (hub.sealing): the claim loads them as stored
 
 
 class Runner:
@@ -359,9 +358,8 @@ class Runner:
         def load_parts() -> list[Any]:
             if run.parts is None:
                 run.parts = store.payload(self.engine, message.id)
-            elif not run.opened:  # here, not in the claim: a part that does not authenticate fails its message only
-                run.parts = [sealing.open_part(self.engine, part) for part in run.parts]
-            run.opened = True
+            else:  # opened here, not in the claim: a part that does not authenticate fails its message only
+                run.parts = [sealing.open_part(self.engine, part) for part in run.parts]  # no-op once opened
             return run.parts
 
         def load_deliveries() -> list[Delivery]:

@@ -138,7 +138,7 @@ def scrapes(label: str, url: str, waiting: int, finished: int, runs: int = 30) -
 
 
 def log_lines(n: int = 20000) -> list[dict[str, Any]]:
-    from xhub.observability import setup_logging
+    from xhub.logsetup import setup_logging
 
     rows = []
     record = logging.LogRecord("hub.worker", logging.INFO, __file__, 1, "message %s → %s",

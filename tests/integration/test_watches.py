@@ -25,7 +25,7 @@ from hub.models import IntakeFailure, Message, utcnow
 from tests.fitconnect_keys import keys  # noqa: F401  (a fixture)
 from tests.support import accept_many, hub_config, running, wait_for
 from tests.tls import make_pki
-from xhub.observability import setup_logging
+from xhub.logsetup import setup_logging
 from xhub.runtime import build_app
 
 DESTINATION = "5f0a3c1e-1b2d-4c3e-8f4a-0123456789ab"
